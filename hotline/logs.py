@@ -1,0 +1,75 @@
+"""structlog set-up shared by every part of the service.
+
+One event per fact; call context (uniqueid, linkedid, appeal id) is bound by the
+caller with ``log.bind(...)``. Citizens' phone numbers never reach a log line
+unmasked: any key named in ``PHONE_KEYS`` is masked by a processor, so a
+forgotten ``mask_phone`` call cannot leak one.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import sys
+from collections.abc import MutableMapping
+from typing import Any
+
+import structlog
+
+PHONE_KEYS = frozenset(
+    {"phone", "caller", "callerid", "caller_number", "calleridnum", "msisdn", "citizen_phone"}
+)
+SECRET_KEYS = frozenset({"secret", "password", "token", "database_url", "redis_url"})
+_DIGITS = re.compile(r"\d")
+
+
+def mask_phone(number: str | None) -> str:
+    """Keep the country/operator prefix and the last two digits: enough to tell
+    calls apart in a log, not enough to identify a citizen."""
+    if not number:
+        return ""
+    digits = _DIGITS.findall(number)
+    if len(digits) <= 4:
+        return "*" * len(digits)
+    keep_head = min(5, len(digits) - 4)
+    return "".join(digits[:keep_head]) + "*" * (len(digits) - keep_head - 2) + "".join(digits[-2:])
+
+
+def _mask_processor(
+    _logger: Any, _method: str, event_dict: MutableMapping[str, Any]
+) -> MutableMapping[str, Any]:
+    for key in list(event_dict):
+        lowered = key.lower()
+        if lowered in PHONE_KEYS and isinstance(event_dict[key], str):
+            event_dict[key] = mask_phone(event_dict[key])
+        elif lowered in SECRET_KEYS:
+            event_dict[key] = "***"
+    return event_dict
+
+
+def configure_logging(fmt: str = "console", level: str = "info") -> None:
+    """``fmt`` is ``console`` (for people) or ``json`` (for machines)."""
+    renderer: Any
+    if fmt == "json":
+        renderer = structlog.processors.JSONRenderer(ensure_ascii=False)
+    else:
+        renderer = structlog.dev.ConsoleRenderer(colors=sys.stderr.isatty())
+    structlog.configure(
+        processors=[
+            structlog.contextvars.merge_contextvars,
+            structlog.processors.add_log_level,
+            structlog.processors.TimeStamper(fmt="iso", utc=True),
+            _mask_processor,
+            structlog.processors.format_exc_info,
+            renderer,
+        ],
+        wrapper_class=structlog.make_filtering_bound_logger(
+            logging.getLevelNamesMapping()[level.upper()]
+        ),
+        logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
+        cache_logger_on_first_use=False,
+    )
+
+
+def get_logger(name: str, **context: Any) -> Any:
+    return structlog.get_logger(name).bind(**context)
