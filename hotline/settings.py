@@ -1,0 +1,274 @@
+"""Settings: defaults < ``config/hotline.toml`` < environment < command line.
+
+Every value is validated at start; a bad one stops the service with one line
+that names the key and the reason (:class:`SettingsError`). Secrets (the AMI
+secret, database passwords inside URLs) are never read from the repository's
+files: only from the environment or a secrets file outside the repository.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
+CONFIG_DIR = PROJECT_ROOT / "config"
+DEFAULT_CONFIG_FILE = CONFIG_DIR / "hotline.toml"
+ROLES = ("agi", "ami", "web", "workers")
+SECRET_KEYS = frozenset({"ami.secret", "database.url", "redis.url"})
+
+
+class SettingsError(Exception):
+    """A setting is missing or malformed; the message names the key."""
+
+
+@dataclass
+class ServiceSettings:
+    server_id: str = "hotline-1"
+    roles: list[str] = field(default_factory=lambda: list(ROLES))
+    state_dir: str = ""  # empty: /var/lib/hotline as root, ~/.local/state/hotline otherwise
+    log_format: str = "console"
+    log_level: str = "info"
+
+
+@dataclass
+class AgiSettings:
+    host: str = "127.0.0.1"
+    port: int = 4574
+    env_timeout: float = 5.0
+
+
+@dataclass
+class AmiSettings:
+    host: str = "127.0.0.1"
+    port: int = 15038
+    username: str = "hotline"
+    secret: str = ""
+    action_timeout: float = 5.0
+    ping_interval: float = 10.0
+
+
+@dataclass
+class WebSettings:
+    host: str = "127.0.0.1"
+    port: int = 8551
+
+
+@dataclass
+class DatabaseSettings:
+    url: str = ""  # empty: embedded PostgreSQL in the state dir
+
+
+@dataclass
+class RedisSettings:
+    url: str = ""  # empty: embedded Redis in the state dir
+
+
+@dataclass
+class AsteriskSettings:
+    instance: str = "demo"
+    root: str = "/var/cache/hotline/asterisk-sid"
+    mirror: str = ""  # empty: the Debian mirror of this machine's apt sources
+    sip_port: int = 15060
+    queue_timeout: int = 300
+    inbound_contexts: list[str] = field(default_factory=lambda: ["hotline-inbound"])
+
+
+@dataclass
+class Settings:
+    service: ServiceSettings = field(default_factory=ServiceSettings)
+    agi: AgiSettings = field(default_factory=AgiSettings)
+    ami: AmiSettings = field(default_factory=AmiSettings)
+    web: WebSettings = field(default_factory=WebSettings)
+    database: DatabaseSettings = field(default_factory=DatabaseSettings)
+    redis: RedisSettings = field(default_factory=RedisSettings)
+    asterisk: AsteriskSettings = field(default_factory=AsteriskSettings)
+
+    @property
+    def state_path(self) -> Path:
+        if self.service.state_dir:
+            return Path(self.service.state_dir)
+        if os.geteuid() == 0:
+            return Path("/var/lib/hotline")
+        return Path.home() / ".local" / "state" / "hotline"
+
+    def redacted(self) -> dict[str, Any]:
+        """The settings as a dict with secrets replaced, for logs and `hotline config`."""
+        out: dict[str, Any] = {}
+        for section in dataclasses.fields(self):
+            values = dataclasses.asdict(getattr(self, section.name))
+            for key in values:
+                if f"{section.name}.{key}" in SECRET_KEYS and values[key]:
+                    values[key] = "***"
+            out[section.name] = values
+        return out
+
+
+# Environment variables that people already know by these names.
+WELL_KNOWN_ENV = {
+    "DATABASE_URL": "database.url",
+    "REDIS_URL": "redis.url",
+    "HOTLINE_AMI_SECRET": "ami.secret",
+}
+
+
+def _coerce(key: str, value: Any, default: Any) -> Any:
+    """Turn a TOML/env/CLI value into the type of the default, or fail naming the key."""
+    try:
+        if isinstance(default, bool):
+            if isinstance(value, bool):
+                return value
+            text = str(value).strip().lower()
+            if text in {"1", "true", "yes", "on"}:
+                return True
+            if text in {"0", "false", "no", "off"}:
+                return False
+            raise ValueError
+        if isinstance(default, int):
+            if isinstance(value, bool):
+                raise ValueError
+            return int(value)
+        if isinstance(default, float):
+            if isinstance(value, bool):
+                raise ValueError
+            return float(value)
+        if isinstance(default, list):
+            if isinstance(value, list):
+                return [str(v) for v in value]
+            return [part.strip() for part in str(value).split(",") if part.strip()]
+        if isinstance(value, (dict, list)):
+            raise ValueError
+        return str(value)
+    except (TypeError, ValueError):
+        kind = type(default).__name__
+        kind = {"int": "an integer", "float": "a number", "bool": "true or false"}.get(kind, kind)
+        raise SettingsError(f"{key}: expected {kind}, got {value!r}") from None
+
+
+def _apply(settings: Settings, key: str, value: Any, source: str) -> None:
+    section_name, _, name = key.partition(".")
+    section = getattr(settings, section_name, None)
+    if section is None or not name or not dataclasses.is_dataclass(section):
+        raise SettingsError(f"{key}: unknown setting (from {source})")
+    if name not in {f.name for f in dataclasses.fields(section)}:
+        raise SettingsError(f"{key}: unknown setting (from {source})")
+    if source == "config file" and (
+        key == "ami.secret" or (key.endswith(".url") and _has_password(str(value)))
+    ):
+        raise SettingsError(
+            f"{key}: secrets are not read from the config file; "
+            f"set it in the environment ({_env_name(key)}) or a secrets file"
+        )
+    setattr(section, name, _coerce(key, value, getattr(section, name)))
+
+
+def _has_password(url: str) -> bool:
+    netloc = url.partition("://")[2].partition("/")[0]
+    return "@" in netloc and ":" in netloc.partition("@")[0]
+
+
+def _env_name(key: str) -> str:
+    for env, mapped in WELL_KNOWN_ENV.items():
+        if mapped == key:
+            return env
+    return "HOTLINE_" + key.replace(".", "_").upper()
+
+
+def _validate(s: Settings) -> None:
+    for key, port in (
+        ("agi.port", s.agi.port),
+        ("ami.port", s.ami.port),
+        ("web.port", s.web.port),
+        ("asterisk.sip_port", s.asterisk.sip_port),
+    ):
+        if not 0 <= port <= 65535:
+            raise SettingsError(f"{key}: expected a port 0-65535, got {port}")
+    unknown = [r for r in s.service.roles if r not in ROLES]
+    if unknown or not s.service.roles:
+        raise SettingsError(
+            f"service.roles: expected some of {', '.join(ROLES)}, got {s.service.roles!r}"
+        )
+    if s.service.log_format not in {"console", "json"}:
+        raise SettingsError(
+            f"service.log_format: expected console or json, got {s.service.log_format!r}"
+        )
+    if s.service.log_level.lower() not in {"debug", "info", "warning", "error"}:
+        raise SettingsError(
+            f"service.log_level: expected debug, info, warning or error, "
+            f"got {s.service.log_level!r}"
+        )
+    for key, url, schemes in (
+        ("database.url", s.database.url, ("postgres://", "postgresql://")),
+        ("redis.url", s.redis.url, ("redis://", "rediss://", "unix://")),
+    ):
+        if url and not url.startswith(schemes):
+            raise SettingsError(f"{key}: expected a URL starting with {' or '.join(schemes)}")
+    if s.ami.action_timeout <= 0:
+        raise SettingsError("ami.action_timeout: must be positive")
+    if not s.service.server_id.replace("-", "").replace("_", "").isalnum():
+        raise SettingsError(
+            f"service.server_id: letters, digits, - and _ only, got {s.service.server_id!r}"
+        )
+
+
+def load_settings(
+    config_file: Path | None = None,
+    env: Mapping[str, str] | None = None,
+    overrides: Mapping[str, Any] | None = None,
+) -> Settings:
+    """Build validated settings from the layered sources."""
+    settings = Settings()
+    env = os.environ if env is None else env
+    path = config_file or Path(env.get("HOTLINE_CONFIG", DEFAULT_CONFIG_FILE))
+    if path.exists():
+        try:
+            data = tomllib.loads(path.read_text(encoding="utf-8"))
+        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+            raise SettingsError(f"{path}: not valid TOML ({exc})") from None
+        for section, values in data.items():
+            if not isinstance(values, dict):
+                raise SettingsError(f"{section}: expected a table in {path.name}")
+            for name, value in values.items():
+                _apply(settings, f"{section}.{name}", value, "config file")
+    elif config_file is not None:
+        raise SettingsError(f"{config_file}: config file not found")
+
+    secrets_file = env.get("HOTLINE_SECRETS_FILE")
+    if secrets_file:
+        _load_secrets_file(settings, Path(secrets_file))
+
+    for env_name, key in WELL_KNOWN_ENV.items():
+        if env.get(env_name):
+            _apply(settings, key, env[env_name], f"environment {env_name}")
+    for env_name, value in env.items():
+        if env_name.startswith("HOTLINE_") and env_name not in WELL_KNOWN_ENV:
+            rest = env_name[len("HOTLINE_") :].lower()
+            section, _, name = rest.partition("_")
+            if section in {f.name for f in dataclasses.fields(Settings)} and name:
+                _apply(settings, f"{section}.{name}", value, f"environment {env_name}")
+
+    for key, value in (overrides or {}).items():
+        _apply(settings, key, value, "command line")
+    _validate(settings)
+    return settings
+
+
+def _load_secrets_file(settings: Settings, path: Path) -> None:
+    """A TOML file outside the repository with the same sections, e.g. [ami] secret=…"""
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise SettingsError(f"HOTLINE_SECRETS_FILE: {path} not found") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise SettingsError(f"HOTLINE_SECRETS_FILE: {path} is not valid TOML ({exc})") from None
+    if path.resolve().is_relative_to(PROJECT_ROOT):
+        raise SettingsError("HOTLINE_SECRETS_FILE: must live outside the repository")
+    for section, values in data.items():
+        if isinstance(values, dict):
+            for name, value in values.items():
+                _apply(settings, f"{section}.{name}", value, "secrets file")
