@@ -19,7 +19,7 @@ from typing import Any
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 CONFIG_DIR = PROJECT_ROOT / "config"
 DEFAULT_CONFIG_FILE = CONFIG_DIR / "hotline.toml"
-ROLES = ("agi", "ami", "web", "workers")
+ROLES = ("agi", "ami", "web")
 SECRET_KEYS = frozenset({"ami.secret", "database.url", "redis.url"})
 
 

@@ -1,0 +1,147 @@
+"""The CTI service: AMI events → live call model → case store and live feed.
+
+Events reach the tracker in arrival order (the AMI client awaits handlers one
+after another); writes to the case store go through a retrying sink, so a
+database outage delays records but never loses them, and never stalls AMI.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import time
+from datetime import UTC, datetime
+from typing import Any
+
+import redis.asyncio as aioredis
+
+from cti_bridge.ami_client import AmiClient, AmiError
+from cti_bridge.ami_protocol import AmiMessage
+from cti_bridge.call_tracker import CallTracker
+from cti_bridge.web import LIVE_CHANNEL, QUEUES_KEY
+from hotline.domain import CallRecord, CallSink, LiveBus
+from hotline.logs import get_logger
+
+log = get_logger("cti_bridge.service")
+
+
+def boot_epoch_from_core_status(reply: AmiMessage) -> int:
+    """Asterisk's start time as an epoch, from CoreStatus (local date and time)."""
+    date, clock = reply.get("CoreStartupDate"), reply.get("CoreStartupTime")
+    if not date or not clock:
+        raise ValueError("CoreStatus reply without CoreStartupDate/CoreStartupTime")
+    started = datetime.strptime(f"{date} {clock}", "%Y-%m-%d %H:%M:%S")
+    return int(time.mktime(started.timetuple()))
+
+
+def call_summary(record: CallRecord) -> dict[str, Any]:
+    """What browsers get on the live feed: no full phone numbers."""
+    number = record.caller_number
+    return {
+        "type": "call",
+        "call_key": record.call_key,
+        "outcome": str(record.outcome),
+        "queue": record.queue,
+        "ivr_choice": record.ivr_choice,
+        "wait_seconds": record.wait_seconds,
+        "talk_seconds": record.talk_seconds,
+        "operator": record.operator_name,
+        "caller": (number[:-4] + "**" + number[-2:]) if len(number) > 4 else "",
+    }
+
+
+class CtiService:
+    def __init__(
+        self,
+        ami: AmiClient,
+        tracker: CallTracker,
+        sink: CallSink,
+        bus: LiveBus,
+        redis: aioredis.Redis,
+        *,
+        queue_poll_seconds: float = 5.0,
+    ) -> None:
+        self._ami = ami
+        self._tracker = tracker
+        self._sink = sink
+        self._bus = bus
+        self._redis = redis
+        self._poll_seconds = queue_poll_seconds
+        self._poller: asyncio.Task[None] | None = None
+        ami.on_event("*", self._on_event)
+        ami.on_connected(self._on_connected)
+
+    @property
+    def ami(self) -> AmiClient:
+        return self._ami
+
+    async def start(self) -> None:
+        await self._ami.start()
+        self._poller = asyncio.create_task(self._poll_queues(), name="queue-summary-poller")
+
+    async def stop(self) -> None:
+        if self._poller is not None:
+            self._poller.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._poller
+            self._poller = None
+        await self._ami.close()
+
+    async def _on_connected(self, *_: Any) -> None:
+        reply = await self._ami.action("CoreStatus")
+        epoch = boot_epoch_from_core_status(reply)
+        log.info("asterisk_connected", boot_epoch=epoch, version=self._ami.version)
+        for record in self._tracker.set_boot_epoch(epoch):
+            await self._save(record)
+
+    async def _on_event(self, msg: AmiMessage) -> None:
+        for record in self._tracker.handle(msg):
+            await self._save(record)
+
+    async def _save(self, record: CallRecord) -> None:
+        await self._sink.save_call(record)
+        if record.outcome != "in_progress":
+            log.info(
+                "call_recorded",
+                call_key=record.call_key,
+                uniqueid=record.uniqueid,
+                linkedid=record.linkedid,
+                outcome=str(record.outcome),
+                queue=record.queue,
+                caller=record.caller_number,
+            )
+        try:
+            await self._bus.publish(LIVE_CHANNEL, call_summary(record))
+        except (OSError, aioredis.RedisError) as exc:
+            log.warning("live_publish_failed", error=str(exc))
+
+    async def _poll_queues(self) -> None:
+        """Keep the queues' live summary in Redis for every web process."""
+        while True:
+            try:
+                if self._ami.connected:
+                    summary = await self.queue_summary()
+                    await self._redis.set(QUEUES_KEY, json.dumps(summary), ex=60)
+                    await self._bus.publish(LIVE_CHANNEL, {"type": "queues"})
+            except (AmiError, OSError, aioredis.RedisError) as exc:
+                log.warning("queue_summary_failed", error=str(exc))
+            await asyncio.sleep(self._poll_seconds)
+
+    async def queue_summary(self) -> dict[str, Any]:
+        items = await self._ami.action_list("QueueSummary")
+        queues = [
+            {
+                "queue": item.get("Queue"),
+                "logged_in": int(item.get("LoggedIn") or 0),
+                "available": int(item.get("Available") or 0),
+                "callers": int(item.get("Callers") or 0),
+                "hold_time": int(item.get("HoldTime") or 0),
+                "talk_time": int(item.get("TalkTime") or 0),
+                "longest_hold": int(item.get("LongestHoldTime") or 0),
+            }
+            for item in items
+            if item.event == "QueueSummary"
+        ]
+        return {"queues": sorted(queues, key=lambda q: str(q["queue"])),
+                "at": datetime.now(UTC).isoformat()}

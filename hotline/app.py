@@ -1,0 +1,178 @@
+"""The composition root: the one place that wires adapters to services.
+
+``Backends`` are PostgreSQL and Redis (embedded unless URLs are given);
+``HotlineService`` starts the roles asked for (agi, ami, web) on top of them
+and stops them in reverse order, awaiting every task it started.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from dataclasses import dataclass, field
+from typing import Any
+
+import asyncpg
+import redis.asyncio as aioredis
+from aiohttp import web
+
+from crm_sync.call_store import PostgresCallStore, PostgresIvrJournal, RetryingCallSink
+from crm_sync.call_store import RetryingIvrJournal
+from crm_sync.db import create_pool
+from crm_sync.live_bus import RedisLiveBus
+from cti_bridge.ami_client import AmiClient
+from cti_bridge.call_tracker import CallTracker
+from cti_bridge.service import CtiService
+from cti_bridge.web import build_web_app
+from hotline.embedded import EmbeddedPostgres, EmbeddedRedis
+from hotline.embedded import start_embedded_postgres, start_embedded_redis
+from hotline.logs import get_logger
+from hotline.settings import CONFIG_DIR, Settings
+from ivr.flows import build_routes
+from ivr.menu import load_ivr_config
+from ivr.server import FastAgiServer
+
+log = get_logger("hotline.app")
+
+
+class RedisUnavailable(Exception):
+    """Redis cannot be reached; the message names where we looked."""
+
+
+@dataclass
+class Backends:
+    pool: asyncpg.Pool
+    redis: aioredis.Redis
+    database_url: str
+    redis_url: str
+    embedded: list[EmbeddedPostgres | EmbeddedRedis] = field(default_factory=list)
+
+    async def close(self) -> None:
+        await self.pool.close()
+        await self.redis.aclose()
+        for server in reversed(self.embedded):
+            await asyncio.to_thread(server.stop)
+
+
+async def open_backends(settings: Settings, *, keep_embedded: bool = False) -> Backends:
+    """Connect to PostgreSQL and Redis, starting embedded ones when no URL is set.
+
+    With ``keep_embedded`` the embedded servers outlive this process (``hotline
+    migrate`` uses that so that a following ``hotline run`` finds its data).
+    """
+    embedded: list[EmbeddedPostgres | EmbeddedRedis] = []
+    db_url = settings.database.url
+    if not db_url:
+        pg = await asyncio.to_thread(start_embedded_postgres, settings.state_path / "postgres")
+        db_url = pg.url
+        if not keep_embedded:
+            embedded.append(pg)
+    redis_url = settings.redis.url
+    if not redis_url:
+        server = await asyncio.to_thread(start_embedded_redis, settings.state_path / "redis")
+        redis_url = server.url
+        embedded.append(server)
+    opened = False
+    try:
+        pool = await create_pool(db_url)
+        redis = aioredis.Redis.from_url(redis_url, socket_connect_timeout=3)
+        try:
+            await redis.ping()
+        except (OSError, aioredis.RedisError) as exc:
+            await redis.aclose()
+            await pool.close()
+            where = redis_url.rpartition("@")[2]
+            raise RedisUnavailable(f"Redis at {where} is not reachable: {exc}") from None
+        opened = True
+    finally:
+        if not opened:
+            for server_ in reversed(embedded):
+                await asyncio.to_thread(server_.stop)
+    return Backends(pool, redis, db_url, redis_url, embedded)
+
+
+class HotlineService:
+    """The roles of one process, started over shared backends."""
+
+    def __init__(self, settings: Settings, backends: Backends) -> None:
+        self.settings = settings
+        self.backends = backends
+        self.agi_server: FastAgiServer | None = None
+        self.cti: CtiService | None = None
+        self.web_runner: web.AppRunner | None = None
+        self.call_sink: RetryingCallSink | None = None
+        self.journal: RetryingIvrJournal | None = None
+        self.bus = RedisLiveBus(backends.redis_url)
+
+    async def start(self) -> None:
+        s = self.settings
+        roles = set(s.service.roles)
+        started = False
+        try:
+            if "agi" in roles:
+                self.journal = RetryingIvrJournal(PostgresIvrJournal(self.backends.pool))
+                self.journal.start()
+                routes = build_routes(
+                    load_ivr_config(CONFIG_DIR / "ivr.toml"), self.journal, s.service.server_id
+                )
+                self.agi_server = FastAgiServer(
+                    routes, s.agi.host, s.agi.port, env_timeout=s.agi.env_timeout
+                )
+                await self.agi_server.start()
+                log.info("fastagi_listening", host=s.agi.host, port=self.agi_server.port)
+            if "ami" in roles:
+                self.call_sink = RetryingCallSink(PostgresCallStore(self.backends.pool))
+                self.call_sink.start()
+                ami = AmiClient(
+                    s.ami.host, s.ami.port, s.ami.username, s.ami.secret,
+                    action_timeout=s.ami.action_timeout, ping_interval=s.ami.ping_interval,
+                )
+                tracker = CallTracker(s.service.server_id, s.asterisk.inbound_contexts)
+                self.cti = CtiService(ami, tracker, self.call_sink, self.bus, self.backends.redis)
+                await self.cti.start()
+                log.info("ami_connected", host=s.ami.host, port=s.ami.port)
+            if "web" in roles:
+                app = build_web_app(self.backends.pool, self.backends.redis)
+                self.web_runner = web.AppRunner(app, access_log=None)
+                await self.web_runner.setup()
+                site = web.TCPSite(self.web_runner, s.web.host, s.web.port)
+                await site.start()
+                log.info("web_listening", url=self.web_url)
+            started = True
+        finally:
+            if not started:
+                await self.stop()
+
+    @property
+    def web_url(self) -> str:
+        return f"http://{self.settings.web.host}:{self.settings.web.port}/"
+
+    async def stop(self) -> None:
+        """Reverse order of start; each part is stopped even if another fails."""
+        steps: list[tuple[str, Any]] = []
+        if self.web_runner is not None:
+            steps.append(("web", self.web_runner.cleanup()))
+        if self.cti is not None:
+            steps.append(("ami", self.cti.stop()))
+        if self.call_sink is not None:
+            steps.append(("call_sink", self.call_sink.stop()))
+        if self.agi_server is not None:
+            steps.append(("agi", self.agi_server.stop()))
+        if self.journal is not None:
+            steps.append(("journal", self.journal.stop()))
+        steps.append(("bus", self.bus.close()))
+        for name, step in steps:
+            try:
+                await step
+            except Exception as exc:  # one part failing to stop must not keep others running
+                log.warning("stop_failed", part=name, error=str(exc))
+        self.web_runner = self.cti = self.call_sink = self.agi_server = self.journal = None
+
+
+async def run_until_stopped(service: HotlineService, stop: asyncio.Event) -> None:
+    await service.start()
+    try:
+        await stop.wait()
+    finally:
+        with contextlib.suppress(asyncio.CancelledError):
+            await service.stop()

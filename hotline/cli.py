@@ -1,0 +1,324 @@
+"""The ``hotline`` command: run, migrate, demo, asterisk up|down|status, user add, config.
+
+Expected failures (a bad setting, a database or Redis that is not there, an
+AMI that refuses the login, a sandbox that cannot start) end with one line
+``hotline: error: …`` and exit code 2, never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import getpass
+import json
+import os
+import secrets
+import signal
+import sys
+import tomllib
+from pathlib import Path
+from typing import Any
+
+from hotline.logs import configure_logging, get_logger
+from hotline.settings import Settings, SettingsError, load_settings
+
+EXIT_ERROR = 2
+
+
+def _parse_sets(values: list[str]) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for item in values:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise SettingsError(f"--set {item!r}: expected section.key=value")
+        out[key.strip()] = value
+    return out
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="hotline", description=__doc__.splitlines()[0])
+    parser.add_argument("--config", type=Path, help="config file (default config/hotline.toml)")
+    parser.add_argument(
+        "--set", action="append", default=[], metavar="SECTION.KEY=VALUE",
+        help="override a setting (highest precedence); repeatable",
+    )
+    parser.add_argument("--log-format", choices=("console", "json"))
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    run = sub.add_parser("run", help="run the service (FastAGI, AMI, web)")
+    run.add_argument("--role", help="comma-separated roles to run: agi,ami,web (default all)")
+
+    sub.add_parser("migrate", help="apply database migrations and seed the taxonomy")
+
+    demo = sub.add_parser("demo", help="everything on one machine with simulated calls")
+    demo.add_argument("--calls-per-minute", type=float, default=12.0)
+    demo.add_argument("--operators", type=int, default=4)
+    demo.add_argument("--duration", type=float, default=0.0, help="seconds; 0 = until Ctrl-C")
+
+    ast = sub.add_parser("asterisk", help="the real Asterisk sandbox")
+    ast.add_argument("action", choices=("up", "down", "status"))
+
+    user = sub.add_parser("user", help="people who sign in to the web pages")
+    user.add_argument("action", choices=("add",))
+    user.add_argument("login")
+    user.add_argument("--role", required=True)
+    user.add_argument("--name", default="")
+    user.add_argument(
+        "--password-env", default="HOTLINE_NEW_PASSWORD",
+        help="environment variable holding the password (asked for when unset)",
+    )
+
+    sub.add_parser("config", help="print the effective settings (secrets hidden)")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        overrides: dict[str, Any] = _parse_sets(args.set)
+        if args.log_format:
+            overrides["service.log_format"] = args.log_format
+        if getattr(args, "role", None):
+            overrides["service.roles"] = args.role
+        settings = load_settings(args.config, overrides=overrides)
+        configure_logging(settings.service.log_format, settings.service.log_level)
+        return _dispatch(args, settings)
+    except KeyboardInterrupt:
+        return 130
+    except Exception as exc:
+        message = _expected_error(exc)
+        if message is None:
+            raise
+        print(f"hotline: error: {message}", file=sys.stderr)
+        return EXIT_ERROR
+
+
+def _expected_error(exc: Exception) -> str | None:
+    """The one-line message for failures a person can fix; None for bugs."""
+    from crm_sync.db import DatabaseUnavailable
+    from crm_sync.migrate import MigrationError
+    from crm_sync.operators import OperatorError
+    from cti_bridge.ami_client import AmiConnectError, AmiLoginError
+    from hotline.app import RedisUnavailable
+    from hotline.asterisk_sandbox import SandboxError
+    from hotline.embedded import EmbeddedServiceError
+    from ivr.menu import IvrConfigError
+
+    expected = (
+        SettingsError, DatabaseUnavailable, MigrationError, AmiConnectError, AmiLoginError,
+        RedisUnavailable, SandboxError, EmbeddedServiceError, IvrConfigError, OperatorError,
+    )
+    if isinstance(exc, expected):
+        return str(exc)
+    if isinstance(exc, OSError) and exc.errno is not None:
+        return f"{exc.strerror}: {exc.filename or ''}".rstrip(": ")
+    return None
+
+
+def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
+    if args.command == "config":
+        print(json.dumps(settings.redacted(), indent=2, ensure_ascii=False))
+        return 0
+    if args.command == "asterisk":
+        return _asterisk(args.action, settings)
+    if args.command == "migrate":
+        return asyncio.run(_migrate(settings))
+    if args.command == "user":
+        return asyncio.run(_user_add(args, settings))
+    if args.command == "run":
+        if "ami" in settings.service.roles:
+            _fill_ami_secret(settings)
+        return asyncio.run(_run(settings))
+    if args.command == "demo":
+        return asyncio.run(_demo(args, settings))
+    raise AssertionError(args.command)
+
+
+# --- secrets the demo and the sandbox generate for themselves ---------------
+
+
+def instance_secrets(settings: Settings, instance: str) -> dict[str, str]:
+    """Generated once per sandbox instance, kept outside the repo (mode 0600)."""
+    path = settings.state_path / "secrets" / f"asterisk-{instance}.toml"
+    if path.exists():
+        data = tomllib.loads(path.read_text())
+        return {k: str(v) for k, v in data.items()}
+    values = {
+        "ami_secret": secrets.token_urlsafe(24),
+        "sip_password": secrets.token_urlsafe(18),
+        "supervisor_password": secrets.token_urlsafe(12),
+    }
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as out:
+        out.writelines(f'{k} = "{v}"\n' for k, v in values.items())
+    return values
+
+
+def _fill_ami_secret(settings: Settings) -> None:
+    """Use the sandbox's generated secret when none is configured (local set-ups)."""
+    if not settings.ami.secret:
+        path = settings.state_path / "secrets" / f"asterisk-{settings.asterisk.instance}.toml"
+        if not path.exists():
+            raise SettingsError(
+                "ami.secret: not set; put it in HOTLINE_AMI_SECRET or HOTLINE_SECRETS_FILE "
+                "(or run `hotline asterisk up` to create a local sandbox with its own secret)"
+            )
+        settings.ami.secret = instance_secrets(settings, settings.asterisk.instance)["ami_secret"]
+
+
+def sandbox_spec(settings: Settings) -> Any:
+    from hotline.asterisk_sandbox import SandboxSpec
+
+    values = instance_secrets(settings, settings.asterisk.instance)
+    return SandboxSpec(
+        instance=settings.asterisk.instance,
+        root=Path(settings.asterisk.root),
+        server_id=settings.service.server_id,
+        ami_port=settings.ami.port,
+        ami_user=settings.ami.username,
+        ami_secret=settings.ami.secret or values["ami_secret"],
+        agi_host=settings.agi.host,
+        agi_port=settings.agi.port,
+        sip_port=settings.asterisk.sip_port,
+        sip_password=values["sip_password"],
+        queue_timeout=settings.asterisk.queue_timeout,
+        mirror=settings.asterisk.mirror,
+    )
+
+
+def _asterisk(action: str, settings: Settings) -> int:
+    from hotline import asterisk_sandbox as sandbox
+
+    spec = sandbox_spec(settings)
+    if action == "up":
+        pid = sandbox.up(spec)
+        print(f"Asterisk '{spec.instance}' is running (pid {pid}); AMI 127.0.0.1:{spec.ami_port}")
+    elif action == "down":
+        stopped = sandbox.down(spec)
+        print(f"Asterisk '{spec.instance}' " + ("stopped" if stopped else "was not running"))
+    else:
+        info = sandbox.status(spec)
+        print(json.dumps(info, indent=2))
+        return 0 if info["running"] else 1
+    return 0
+
+
+# --- async commands -----------------------------------------------------------
+
+
+async def _migrate(settings: Settings) -> int:
+    from crm_sync.migrate import migrate
+    from crm_sync.taxonomy import seed_taxonomy
+    from hotline.app import open_backends
+
+    backends = await open_backends(settings, keep_embedded=True)
+    try:
+        applied = await migrate(backends.pool)
+        counts = await seed_taxonomy(backends.pool)
+    finally:
+        await backends.close()
+    print(f"migrations applied: {', '.join(applied) if applied else 'none (up to date)'}")
+    print("taxonomy: " + ", ".join(f"{k} {v}" for k, v in counts.items()))
+    return 0
+
+
+async def _user_add(args: argparse.Namespace, settings: Settings) -> int:
+    from crm_sync.operators import upsert_operator
+    from hotline.app import open_backends
+
+    password = os.environ.get(args.password_env) or getpass.getpass(f"password for {args.login}: ")
+    backends = await open_backends(settings, keep_embedded=True)
+    try:
+        await upsert_operator(
+            backends.pool, args.login, args.name or args.login, args.role, password
+        )
+    finally:
+        await backends.close()
+    print(f"user {args.login} ({args.role}) saved")
+    return 0
+
+
+def _stop_event() -> asyncio.Event:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError):
+            loop.add_signal_handler(sig, stop.set)
+    return stop
+
+
+async def _run(settings: Settings) -> int:
+    from crm_sync.migrate import migrate
+    from hotline.app import HotlineService, open_backends, run_until_stopped
+
+    backends = await open_backends(settings)
+    try:
+        await migrate(backends.pool)
+        service = HotlineService(settings, backends)
+        await run_until_stopped(service, _stop_event())
+    finally:
+        await backends.close()
+    return 0
+
+
+async def _demo(args: argparse.Namespace, settings: Settings) -> int:
+    from crm_sync.migrate import migrate
+    from crm_sync.operators import upsert_operator
+    from crm_sync.taxonomy import seed_taxonomy
+    from hotline import asterisk_sandbox as sandbox
+    from hotline import simulator
+    from hotline.app import HotlineService, open_backends
+
+    log = get_logger("hotline.demo")
+    values = instance_secrets(settings, settings.asterisk.instance)
+    settings.ami.secret = settings.ami.secret or values["ami_secret"]
+    spec = sandbox_spec(settings)
+    await asyncio.to_thread(sandbox.up, spec)
+    stop = _stop_event()
+    backends = await open_backends(settings)
+    service = HotlineService(settings, backends)
+    traffic: asyncio.Task[int] | None = None
+    try:
+        await migrate(backends.pool)
+        await seed_taxonomy(backends.pool)
+        await upsert_operator(
+            backends.pool, "supervisor", "Черговий супервізор", "supervisor",
+            values["supervisor_password"],
+        )
+        await service.start()
+        assert service.cti is not None
+        ami = service.cti.ami
+        for n in range(args.operators):
+            await simulator.add_operator(ami, 101 + n)
+        traffic = asyncio.create_task(simulator.run_traffic(ami, args.calls_per_minute, stop))
+        print(
+            "\nHotline 1551 demo is running.\n"
+            f"  wallboard:  {service.web_url}  (login: supervisor, password: "
+            f"{values['supervisor_password']})\n"
+            f"  Asterisk:   AMI 127.0.0.1:{spec.ami_port}, queue_log {spec.queue_log}\n"
+            f"  FastAGI:    {settings.agi.host}:{settings.agi.port}\n"
+            f"  traffic:    {args.calls_per_minute:g} calls/min, {args.operators} operators\n"
+            "  Ctrl-C stops it.\n",
+            flush=True,
+        )
+        if args.duration > 0:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), timeout=args.duration)
+            stop.set()
+        else:
+            await stop.wait()
+    finally:
+        stop.set()
+        if traffic is not None:
+            calls = await traffic
+            log.info("demo_traffic_stopped", calls=calls)
+        await service.stop()
+        await backends.close()
+        await asyncio.to_thread(sandbox.down, spec)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
