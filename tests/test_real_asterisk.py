@@ -1,0 +1,229 @@
+"""End to end through a REAL Asterisk 22 (the sid chroot sandbox), our FastAGI
+IVR, the AMI client and a real PostgreSQL: each call record must agree with
+what Asterisk itself wrote to its queue_log for that call.
+
+Needs root (debootstrap, chroot, mount). It never skips: with CI=true a
+sandbox that cannot start fails the run.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import secrets
+import time
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import pytest
+import pytest_asyncio
+
+from hotline import asterisk_sandbox as sandbox
+from hotline import simulator
+from hotline.app import Backends, HotlineService, open_backends
+from hotline.settings import Settings
+from ivr.server import FastAgiServer
+
+pytestmark = [pytest.mark.asterisk, pytest.mark.asyncio(loop_scope="session")]
+
+SERVER_ID = "hotline-test"
+AMI_PORT, AGI_PORT, SIP_PORT, WEB_PORT = 25038, 24574, 25060, 28551
+# The greeting (silence/1 + hello) is not interruptible: press after it.
+DIGIT_DELAY = 4.5
+_numbers = itertools.count(1)
+
+
+def unique_number() -> str:
+    return f"38067{int(time.time()) % 100000:05d}{next(_numbers):02d}"
+
+
+@pytest.fixture(scope="module")
+def asterisk() -> Iterator[sandbox.SandboxSpec]:
+    spec = sandbox.SandboxSpec(
+        instance="test",
+        root=Path(Settings().asterisk.root),
+        server_id=SERVER_ID,
+        ami_port=AMI_PORT,
+        ami_user="hotline",
+        ami_secret=secrets.token_urlsafe(18),
+        agi_host="127.0.0.1",
+        agi_port=AGI_PORT,
+        sip_port=SIP_PORT,
+        sip_password=secrets.token_urlsafe(12),
+        queue_timeout=60,
+    )
+    sandbox.up(spec)
+    yield spec
+    sandbox.down(spec)
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="session")
+async def service(
+    asterisk: sandbox.SandboxSpec, pg_pool: asyncpg.Pool, pg_url: str, redis_url: str
+) -> AsyncIterator[HotlineService]:
+    settings = Settings()
+    settings.service.server_id = SERVER_ID
+    settings.agi.port = AGI_PORT
+    settings.ami.port = AMI_PORT
+    settings.ami.secret = asterisk.ami_secret
+    settings.web.port = WEB_PORT
+    settings.database.url = pg_url
+    settings.redis.url = redis_url
+    backends: Backends = await open_backends(settings)
+    svc = HotlineService(settings, backends)
+    await svc.start()
+    yield svc
+    await svc.stop()
+    await backends.close()
+
+
+async def wait_for_call(pool: asyncpg.Pool, number: str, timeout: float = 60.0) -> dict[str, Any]:
+    """The finished call record of the citizen with this number."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        row = await pool.fetchrow(
+            "SELECT * FROM calls WHERE caller_number = $1 AND outcome <> 'in_progress'"
+            " AND ended_at IS NOT NULL",
+            number,
+        )
+        if row is not None and (row["outcome"] != "answered" or row["talk_seconds"] is not None):
+            return dict(row)
+        await asyncio.sleep(0.25)
+    rows = await pool.fetch("SELECT * FROM calls WHERE caller_number = $1", number)
+    raise AssertionError(f"no finished call record for {number} within {timeout} s: {rows}")
+
+
+async def queue_log_for(
+    spec: sandbox.SandboxSpec, callid: str, final_events: set[str], timeout: float = 10.0
+) -> dict[str, list[str]]:
+    """queue_log lines of one call, by event name, once one of ``final_events`` is there."""
+    deadline = time.monotonic() + timeout
+    events: dict[str, list[str]] = {}
+    while time.monotonic() < deadline:
+        events = {}
+        for line in spec.queue_log.read_text(errors="replace").splitlines():
+            parts = line.split("|")
+            if len(parts) >= 5 and parts[1] == callid:
+                events[parts[4]] = parts[5:]
+        if final_events & events.keys() or not final_events:
+            return events
+        await asyncio.sleep(0.2)
+    raise AssertionError(f"queue_log has no {final_events} for {callid}: {events}")
+
+
+async def test_answered_call_matches_queue_log(
+    service: HotlineService, asterisk: sandbox.SandboxSpec, pg_pool: asyncpg.Pool
+) -> None:
+    assert service.cti is not None
+    ami = service.cti.ami
+    await simulator.add_operator(ami, 201, queues=("housing",), talk_seconds=3)
+    number = unique_number()
+    try:
+        await simulator.call_in(
+            ami, simulator.Citizen(number, "Тарас Шевченко", "1", DIGIT_DELAY, 60)
+        )
+        call = await wait_for_call(pg_pool, number)
+    finally:
+        await simulator.remove_operator(ami, 201, queues=("housing",))
+
+    assert call["outcome"] == "answered"
+    assert call["caller_name"] == "Тарас Шевченко"
+    assert call["ivr_choice"] == "1"
+    assert call["ivr_source"] == "fastagi"
+    assert call["queue"] == "housing"
+    assert call["operator_name"] == "Operator 201"
+    assert call["call_key"].startswith(f"{SERVER_ID}:")
+    assert call["uniqueid"].startswith(f"{SERVER_ID}-")
+
+    log = await queue_log_for(asterisk, call["uniqueid"], {"COMPLETEAGENT", "COMPLETECALLER"})
+    assert "ENTERQUEUE" in log and "CONNECT" in log
+    assert abs(int(log["CONNECT"][0]) - call["wait_seconds"]) <= 1
+    complete = log.get("COMPLETEAGENT") or log["COMPLETECALLER"]
+    assert abs(int(complete[1]) - call["talk_seconds"]) <= 1
+    assert 2 <= call["talk_seconds"] <= 5  # the operator talks 3 s
+
+    attempts = await pg_pool.fetch(
+        "SELECT qa.* FROM queue_attempts qa JOIN calls c ON c.id = qa.call_id "
+        "WHERE c.call_key = $1 ORDER BY seq",
+        call["call_key"],
+    )
+    assert [a["queue"] for a in attempts] == ["housing"]
+    assert attempts[0]["outcome"] == "answered"
+
+    steps = await pg_pool.fetch(
+        "SELECT step FROM ivr_steps WHERE uniqueid = $1 ORDER BY at, id", call["uniqueid"]
+    )
+    assert [s["step"] for s in steps][:1] == ["greeting"]
+    assert "choice" in [s["step"] for s in steps]
+
+
+async def test_caller_abandons_in_queue(
+    service: HotlineService, asterisk: sandbox.SandboxSpec, pg_pool: asyncpg.Pool
+) -> None:
+    assert service.cti is not None
+    number = unique_number()
+    # nobody is logged in to "social": the citizen waits about 4 s and gives up
+    await simulator.call_in(
+        service.cti.ami, simulator.Citizen(number, "Леся Українка", "3", DIGIT_DELAY, 4)
+    )
+    call = await wait_for_call(pg_pool, number)
+
+    assert call["outcome"] == "abandoned"
+    assert call["queue"] == "social"
+    assert call["operator_name"] is None
+    log = await queue_log_for(asterisk, call["uniqueid"], {"ABANDON"})
+    assert "CONNECT" not in log
+    assert abs(int(log["ABANDON"][2]) - call["wait_seconds"]) <= 1
+    assert call["wait_seconds"] >= 2
+
+
+async def test_caller_hangs_up_in_ivr(
+    service: HotlineService, asterisk: sandbox.SandboxSpec, pg_pool: asyncpg.Pool
+) -> None:
+    assert service.cti is not None
+    number = unique_number()
+    await simulator.call_in(
+        service.cti.ami, simulator.Citizen(number, "Іван Франко", "", 1.0, 0.5)
+    )
+    call = await wait_for_call(pg_pool, number)
+
+    assert call["outcome"] == "ivr_only"
+    assert call["queue"] is None
+    assert call["wait_seconds"] is None
+    assert call["hangup_cause"] is not None
+    # Asterisk agrees: this call never entered a queue
+    log = await queue_log_for(asterisk, call["uniqueid"], set())
+    assert log == {}
+    steps = await pg_pool.fetch(
+        "SELECT step FROM ivr_steps WHERE uniqueid = $1", call["uniqueid"]
+    )
+    assert "route" not in [s["step"] for s in steps]
+
+
+async def test_fastagi_down_fallback_still_queues(
+    service: HotlineService, asterisk: sandbox.SandboxSpec, pg_pool: asyncpg.Pool
+) -> None:
+    assert service.cti is not None and service.agi_server is not None
+    ami = service.cti.ami
+    routes = service.agi_server.routes
+    await service.agi_server.stop()  # our FastAGI server is down: connection refused
+    await simulator.add_operator(ami, 202, queues=("transport",), talk_seconds=2)
+    number = unique_number()
+    try:
+        await simulator.call_in(ami, simulator.Citizen(number, "Ольга Коваленко", "2", 3.0, 60))
+        call = await wait_for_call(pg_pool, number)
+    finally:
+        await simulator.remove_operator(ami, 202, queues=("transport",))
+        service.agi_server = FastAgiServer(routes, "127.0.0.1", AGI_PORT)
+        await service.agi_server.start()
+
+    assert call["ivr_source"] == "fallback"
+    assert call["ivr_choice"] == "2"
+    assert call["queue"] == "transport"
+    assert call["outcome"] == "answered"
+    log = await queue_log_for(asterisk, call["uniqueid"], {"COMPLETEAGENT", "COMPLETECALLER"})
+    assert abs(int(log["CONNECT"][0]) - call["wait_seconds"]) <= 1
+    complete = log.get("COMPLETEAGENT") or log["COMPLETECALLER"]
+    assert abs(int(complete[1]) - call["talk_seconds"]) <= 1
