@@ -72,4 +72,6 @@ def configure_logging(fmt: str = "console", level: str = "info") -> None:
 
 
 def get_logger(name: str, **context: Any) -> Any:
-    return structlog.get_logger(name).bind(**context)
+    """A lazy logger: safe at import time, it picks up ``configure_logging`` later
+    (binding eagerly would freeze the defaults, without phone masking)."""
+    return structlog.get_logger(component=name, **context)

@@ -1,0 +1,357 @@
+"""Live model of citizen calls, built from AMI events. Pure: no I/O, no timers.
+
+Which channel is "the call". A citizen call starts at a ``Newchannel`` in one of
+the inbound contexts and is keyed by that channel's Uniqueid, which is also the
+channel that joins the queue and queue_log's callid. With Local channels (the
+simulated citizens in ``tests/fixtures/ami``) BOTH halves announce the inbound
+context in Newchannel, but only ``;2`` runs the dialplan there (Answer, AGI,
+Queue); ``;1`` is the originating side (it goes on to run the originator's
+context). So ``Local/…;1`` channels never start a call.
+
+Event order. Asterisk raises AgentComplete from app_queue's own subscription,
+which can run after the caller channel's Hangup. Decision: the record is emitted
+at Hangup with its outcome final; if the call was connected but AgentComplete
+has not arrived yet, the call lingers (``linger_seconds``) and is emitted AGAIN
+when AgentComplete brings TalkTime / Reason. Sinks upsert by ``call_key``: the
+last record wins. Intermediate records are emitted at queue join and at
+AgentConnect (for live views); everything else only updates memory.
+
+Memory. Finished calls are forgotten; calls with no event for
+``stale_after_seconds`` (a Hangup lost during an AMI reconnect, an Asterisk
+restart) are finished with ``hangup_cause_text = EXPIRED`` and returned by
+``expire()``, which ``handle()`` also runs every ``sweep_seconds``.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Collection
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime, timedelta
+from typing import ClassVar
+
+from hotline.domain import CallOutcome, CallRecord, QueueAttempt
+
+from .ami_protocol import AmiMessage
+
+Clock = Callable[[], datetime]
+EXPIRED = "expired: no Hangup event seen"
+_UNIQUEID_EPOCH = re.compile(r"(\d+)\.\d+$")  # "[systemname-]epoch.seq"
+# QUEUESTATUS values set when Queue() returns without a connected agent.
+_QUEUE_STATUS_OUTCOME = {
+    "TIMEOUT": "timeout",
+    "LEAVEEMPTY": "exitempty",
+    "LEAVEUNAVAIL": "exitempty",
+}
+# Queue() refused to even queue the caller: no QueueCallerJoin, no attempt.
+_JOIN_REFUSED = frozenset({"JOINEMPTY", "JOINUNAVAIL", "FULL"})
+
+
+def _utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def _int(value: str | None) -> int | None:
+    try:
+        return int(value) if value not in (None, "") else None
+    except ValueError:
+        return None
+
+
+def _cid(value: str | None) -> str:
+    return "" if value in (None, "<unknown>") else value
+
+
+@dataclass
+class _Call:
+    record: CallRecord
+    last_seen: datetime
+    hung_up: bool = False
+    connected: bool = False  # AgentConnect seen
+    completed: bool = False  # AgentComplete seen
+    queue_status: str | None = None  # QUEUESTATUS after the last Queue() without an agent
+
+
+class CallTracker:
+    """Turns the AMI event stream into :class:`CallRecord` updates worth persisting."""
+
+    def __init__(
+        self,
+        server_id: str,
+        inbound_contexts: Collection[str],
+        *,
+        clock: Clock = _utcnow,
+        linger_seconds: float = 60.0,
+        stale_after_seconds: float = 6 * 3600.0,
+        sweep_seconds: float = 60.0,
+    ) -> None:
+        self._server_id = server_id
+        self._inbound = frozenset(inbound_contexts)
+        self._clock = clock
+        self._linger = timedelta(seconds=linger_seconds)
+        self._stale = timedelta(seconds=stale_after_seconds)
+        self._sweep = timedelta(seconds=sweep_seconds)
+        self._boot_epoch = 0
+        self._calls: dict[str, _Call] = {}  # by caller channel Uniqueid
+        self._last_sweep: datetime | None = None
+
+    def set_boot_epoch(self, epoch: int) -> list[CallRecord]:
+        """Asterisk's start time (CoreStatus), part of every call key.
+
+        If Asterisk restarted, the calls still tracked died with it: they are
+        finished as expired and returned so that the caller can persist them.
+        """
+        orphans: list[CallRecord] = []
+        if self._boot_epoch and epoch != self._boot_epoch:
+            orphans = [self._expire_call(uid) for uid in list(self._calls)]
+        self._boot_epoch = epoch
+        return orphans
+
+    @property
+    def active_calls(self) -> int:
+        return len(self._calls)
+
+    def handle(self, msg: AmiMessage) -> list[CallRecord]:
+        """Apply one AMI message; return the records that changed enough to save."""
+        out = self._sweep_if_due()
+        event = msg.event
+        if event is None:
+            return out
+        uid = msg.get("Uniqueid")
+        if uid is None:
+            return out
+        if event == "Newchannel":
+            self._new_channel(msg, uid)
+            return out
+        call = self._calls.get(uid)
+        if call is None:
+            return out  # not a citizen call: the cheap, common path
+        handler = self._HANDLERS.get(event)
+        now = self._event_time(msg)
+        call.last_seen = now
+        self._track_linkedid(call.record, msg.get("Linkedid"))
+        emit = handler(self, call, msg, now) if handler is not None else False
+        if call.hung_up and (call.completed or not call.connected):
+            del self._calls[uid]  # nothing more can change: forget it
+        if emit:
+            out.append(self._snapshot(call))
+        return out
+
+    def expire(self, now: datetime | None = None) -> list[CallRecord]:
+        """Forget lingering calls and finish stale ones; return the stale ones."""
+        now = now or self._clock()
+        out: list[CallRecord] = []
+        for uid, call in list(self._calls.items()):
+            if call.hung_up and now - call.last_seen > self._linger:
+                del self._calls[uid]  # its record was emitted at Hangup already
+            elif not call.hung_up and now - call.last_seen > self._stale:
+                out.append(self._expire_call(uid))
+        return out
+
+    # -- internals -------------------------------------------------------------
+
+    def _sweep_if_due(self) -> list[CallRecord]:
+        now = self._clock()
+        if self._last_sweep is None:
+            self._last_sweep = now
+        if now - self._last_sweep < self._sweep:
+            return []
+        self._last_sweep = now
+        return self.expire(now)
+
+    def _event_time(self, msg: AmiMessage) -> datetime:
+        # "Timestamp" exists when manager.conf has timestampevents=yes.
+        stamp = msg.get("Timestamp")
+        if stamp:
+            try:
+                return datetime.fromtimestamp(float(stamp), UTC)
+            except ValueError:
+                pass
+        return self._clock()
+
+    def _new_channel(self, msg: AmiMessage, uid: str) -> None:
+        channel = msg.get("Channel", "") or ""
+        if msg.get("Context") not in self._inbound:
+            return
+        if channel.startswith("Local/") and channel.endswith(";1"):
+            return  # the originating half of a Local channel: see the module docstring
+        started_at = self._event_time(msg) if "Timestamp" in msg else None
+        if started_at is None:
+            match = _UNIQUEID_EPOCH.search(uid)  # creation second, immune to AMI delays
+            started_at = (
+                datetime.fromtimestamp(int(match.group(1)), UTC) if match else self._clock()
+            )
+        linkedid = msg.get("Linkedid") or uid
+        record = CallRecord(
+            call_key=f"{self._server_id}:{self._boot_epoch}:{uid}",
+            asterisk_server=self._server_id,
+            uniqueid=uid,
+            linkedid=linkedid,
+            channel=channel,
+            started_at=started_at,
+            caller_number=_cid(msg.get("CallerIDNum")),
+            caller_name=_cid(msg.get("CallerIDName")),
+            language=msg.get("Language") or "",
+            linkedids=[linkedid],
+        )
+        self._calls[uid] = _Call(record, last_seen=self._event_time(msg))
+
+    @staticmethod
+    def _track_linkedid(record: CallRecord, linkedid: str | None) -> None:
+        if linkedid and linkedid != record.linkedid:
+            record.linkedid = linkedid
+            if linkedid not in record.linkedids:
+                record.linkedids.append(linkedid)
+
+    def _caller_id(self, call: _Call, msg: AmiMessage, now: datetime) -> bool:
+        number, name = _cid(msg.get("CallerIDNum")), _cid(msg.get("CallerIDName"))
+        if number:
+            call.record.caller_number = number
+        if name:
+            call.record.caller_name = name
+        return False
+
+    def _var_set(self, call: _Call, msg: AmiMessage, now: datetime) -> bool:
+        variable, value = (msg.get("Variable") or "").upper(), msg.get("Value") or ""
+        if variable == "IVR_CHOICE":
+            call.record.ivr_choice = value or None
+        elif variable == "IVR_SOURCE":
+            call.record.ivr_source = value or None
+        elif variable == "HOTLINE_QUEUE" and value:
+            call.record.queue = value
+        elif variable == "QUEUESTATUS" and value:
+            call.queue_status = value.upper()
+            attempt = self._open_attempt(call.record)
+            if attempt is not None and attempt.outcome is None:
+                attempt.outcome = _QUEUE_STATUS_OUTCOME.get(call.queue_status)
+        return False
+
+    def _new_state(self, call: _Call, msg: AmiMessage, now: datetime) -> bool:
+        if msg.get("ChannelStateDesc") == "Up" and call.record.answered_at is None:
+            call.record.answered_at = now
+        return False
+
+    def _queue_join(self, call: _Call, msg: AmiMessage, now: datetime) -> bool:
+        queue = msg.get("Queue") or ""
+        call.record.queue = queue
+        call.queue_status = None
+        call.record.attempts.append(
+            QueueAttempt(queue=queue, entered_at=now, position=_int(msg.get("Position")))
+        )
+        return True
+
+    def _agent_connect(self, call: _Call, msg: AmiMessage, now: datetime) -> bool:
+        attempt = self._attempt_for(call, msg, now)
+        attempt.answered_at = now
+        attempt.outcome = "answered"
+        attempt.wait_seconds = _int(msg.get("HoldTime"))
+        attempt.ring_seconds = _int(msg.get("RingTime"))
+        attempt.operator_interface = msg.get("Interface")
+        attempt.operator_name = msg.get("MemberName")
+        call.connected = True
+        return True
+
+    def _agent_complete(self, call: _Call, msg: AmiMessage, now: datetime) -> bool:
+        attempt = self._attempt_for(call, msg, now)
+        attempt.talk_seconds = _int(msg.get("TalkTime"))
+        attempt.completed_by = msg.get("Reason")
+        if attempt.wait_seconds is None:
+            attempt.wait_seconds = _int(msg.get("HoldTime"))
+        call.completed = True
+        if call.hung_up:  # late: re-emit the final record with the talk time
+            self._finish(call)
+            return True
+        return False
+
+    def _queue_abandon(self, call: _Call, msg: AmiMessage, now: datetime) -> bool:
+        attempt = self._attempt_for(call, msg, now)
+        attempt.outcome = "abandoned"
+        attempt.wait_seconds = _int(msg.get("HoldTime"))
+        attempt.left_at = attempt.left_at or now
+        return False
+
+    def _queue_leave(self, call: _Call, msg: AmiMessage, now: datetime) -> bool:
+        self._attempt_for(call, msg, now).left_at = now
+        return False
+
+    def _hangup(self, call: _Call, msg: AmiMessage, now: datetime) -> bool:
+        call.hung_up = True
+        record = call.record
+        record.ended_at = now
+        record.hangup_cause = _int(msg.get("Cause"))
+        record.hangup_cause_text = msg.get("Cause-txt")
+        for attempt in record.attempts:
+            attempt.left_at = attempt.left_at or now
+        self._finish(call)
+        return True
+
+    _HANDLERS: ClassVar[dict[str, Callable[[CallTracker, _Call, AmiMessage, datetime], bool]]] = {
+        "NewCallerid": _caller_id,
+        "VarSet": _var_set,
+        "Newstate": _new_state,
+        "QueueCallerJoin": _queue_join,
+        "AgentConnect": _agent_connect,
+        "AgentComplete": _agent_complete,
+        "QueueCallerAbandon": _queue_abandon,
+        "QueueCallerLeave": _queue_leave,
+        "Hangup": _hangup,
+    }
+
+    @staticmethod
+    def _open_attempt(record: CallRecord) -> QueueAttempt | None:
+        return record.attempts[-1] if record.attempts else None
+
+    @staticmethod
+    def _attempt_for(call: _Call, msg: AmiMessage, now: datetime) -> QueueAttempt:
+        """The latest stay in the event's queue; one is made up if QueueCallerJoin was missed."""
+        queue = msg.get("Queue") or call.record.queue or ""
+        for attempt in reversed(call.record.attempts):
+            if attempt.queue == queue:
+                return attempt
+        attempt = QueueAttempt(queue=queue, entered_at=now)
+        call.record.attempts.append(attempt)
+        call.record.queue = queue
+        return attempt
+
+    @staticmethod
+    def _finish(call: _Call) -> None:
+        """Outcome and the call-level summary, from the queue attempts."""
+        record = call.record
+        answered = [a for a in record.attempts if a.outcome == "answered"]
+        last = record.attempts[-1] if record.attempts else None
+        summary = answered[-1] if answered else last
+        if summary is not None:
+            record.queue = summary.queue
+            record.wait_seconds = summary.wait_seconds
+            record.talk_seconds = summary.talk_seconds
+            record.operator_interface = summary.operator_interface
+            record.operator_name = summary.operator_name
+        if answered:
+            record.outcome = CallOutcome.ANSWERED
+        elif last is None:
+            refused = call.queue_status in _JOIN_REFUSED
+            record.outcome = CallOutcome.NO_AGENTS if refused else CallOutcome.IVR_ONLY
+        elif last.outcome == "timeout":
+            record.outcome = CallOutcome.TIMEOUT
+        elif last.outcome == "exitempty":
+            record.outcome = CallOutcome.NO_AGENTS
+        else:
+            record.outcome = CallOutcome.ABANDONED
+
+    def _expire_call(self, uid: str) -> CallRecord:
+        call = self._calls.pop(uid)
+        record = call.record
+        record.ended_at = call.last_seen
+        record.hangup_cause_text = EXPIRED
+        self._finish(call)
+        return self._snapshot(call)
+
+    @staticmethod
+    def _snapshot(call: _Call) -> CallRecord:
+        """A copy, so that a sink holding it never sees later mutations."""
+        record = call.record
+        return replace(
+            record,
+            attempts=[replace(a) for a in record.attempts],
+            linkedids=list(record.linkedids),
+        )

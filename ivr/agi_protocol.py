@@ -1,0 +1,207 @@
+"""FastAGI protocol, pure: lines in, environment / replies out, no I/O.
+
+Facts from Asterisk 22 ``res/res_agi.c`` (see DESIGN.md): the environment is
+``agi_key: value`` lines ending in a blank line; replies are
+``200 result=<n> [(data)] [endpos=<n>]``, ``510``, ``511`` or a ``520`` that
+can span several lines (``520-…`` until ``520 …``); with AGISIGHUP an inline
+``HANGUP`` line can arrive between replies and is not a reply itself.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from urllib.parse import parse_qsl, urlsplit
+
+
+class AgiError(Exception):
+    """Base of everything a FastAGI session can raise."""
+
+
+class AgiHangup(AgiError):
+    """The channel is gone: ``HANGUP`` seen, a 511 reply, or the socket closed."""
+
+
+class AgiCommandError(AgiError):
+    """Asterisk rejected a command: 510 (unknown) or 520 (usage, text in ``usage``)."""
+
+    def __init__(self, message: str, code: int, usage: str = "") -> None:
+        super().__init__(message)
+        self.code = code
+        self.usage = usage
+
+
+class AgiProtocolError(AgiError):
+    """The peer sent something that is not AGI (a remote error, not ours)."""
+
+
+class AgiTimeout(AgiError):
+    """Asterisk did not answer a command in time."""
+
+
+HANGUP_LINE = "HANGUP"
+
+_REPLY_200 = re.compile(
+    r"^200 result=(?P<result>\S*)(?: \((?P<data>.*)\))?(?: endpos=(?P<endpos>-?\d+))?\s*$"
+)
+_ARG_KEY = re.compile(r"^agi_arg_(\d+)$")
+
+
+@dataclass(frozen=True)
+class AgiEnvironment:
+    """The ``agi_*`` block Asterisk sends on connect.
+
+    ``script`` is the route path of ``agi_network_script`` without the query
+    string (``ivr?lang=uk`` gives ``script="ivr"``, ``query={"lang": "uk"}``).
+    """
+
+    script: str
+    query: dict[str, str]
+    uniqueid: str
+    channel: str
+    callerid: str
+    calleridname: str
+    language: str
+    context: str
+    extension: str
+    args: list[str]
+    raw: dict[str, str]
+
+
+def split_script(network_script: str) -> tuple[str, dict[str, str]]:
+    """``"ivr/?a=1&b=2"`` → ``("ivr", {"a": "1", "b": "2"})``; slashes at the ends do not count."""
+    path, _, query = network_script.partition("?")
+    return path.strip("/"), dict(parse_qsl(query, keep_blank_values=True))
+
+
+def parse_environment(lines: Iterable[str]) -> AgiEnvironment:
+    """Build the environment from its lines; stops at the first blank line.
+
+    Lines without a ``:`` are ignored (Asterisk never sends them).
+    """
+    raw: dict[str, str] = {}
+    for line in lines:
+        line = line.rstrip("\r\n")
+        if not line:
+            break
+        key, sep, value = line.partition(":")
+        if not sep:
+            continue
+        # Asterisk writes "key: value"; drop that one space only, the value
+        # itself (a caller name) may start with spaces.
+        raw[key.strip()] = value[1:] if value.startswith(" ") else value
+
+    script_field = raw.get("agi_network_script")
+    if script_field is None:  # not FastAGI: take the path of agi_request
+        url = urlsplit(raw.get("agi_request", ""))
+        script_field = url.path + ("?" + url.query if url.query else "")
+    script, query = split_script(script_field)
+
+    numbered = sorted(
+        (int(m.group(1)), value) for key, value in raw.items() if (m := _ARG_KEY.match(key))
+    )
+    return AgiEnvironment(
+        script=script,
+        query=query,
+        uniqueid=raw.get("agi_uniqueid", ""),
+        channel=raw.get("agi_channel", ""),
+        callerid=raw.get("agi_callerid", ""),
+        calleridname=raw.get("agi_calleridname", ""),
+        language=raw.get("agi_language", ""),
+        context=raw.get("agi_context", ""),
+        extension=raw.get("agi_extension", ""),
+        args=[value for _, value in numbered],
+        raw=raw,
+    )
+
+
+@dataclass(frozen=True)
+class AgiReply:
+    """One complete reply. ``result`` and ``data`` are set for 200 only;
+    ``lines`` holds every line of the reply (several for a multi-line 520)."""
+
+    code: int
+    result: str | None = None
+    data: str | None = None
+    endpos: int | None = None
+    lines: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return self.code == 200
+
+    @property
+    def text(self) -> str:
+        return "\n".join(self.lines)
+
+
+class ReplyParser:
+    """Incremental reply parser: feed one line at a time, get a reply when complete.
+
+    A ``HANGUP`` line is a notice, not a reply: it sets :attr:`hangup_seen`
+    and :meth:`feed` keeps waiting for the real reply.
+    """
+
+    def __init__(self) -> None:
+        self.hangup_seen = False
+        self._usage: list[str] | None = None  # inside a multi-line 520
+
+    def feed(self, line: str) -> AgiReply | None:
+        line = line.rstrip("\r\n")
+        if self._usage is not None:
+            self._usage.append(line)
+            if line.startswith("520 "):
+                lines, self._usage = self._usage, None
+                return AgiReply(code=520, lines=lines)
+            return None
+        if line == HANGUP_LINE:
+            self.hangup_seen = True
+            return None
+        if not line:  # stray blank line between replies: nothing to answer
+            return None
+        if line.startswith("520-"):
+            self._usage = [line]
+            return None
+        if line.startswith("200"):
+            m = _REPLY_200.match(line)
+            if m is None:
+                raise AgiProtocolError(f"malformed 200 reply: {line!r}")
+            endpos = m.group("endpos")
+            return AgiReply(
+                code=200,
+                result=m.group("result"),
+                data=m.group("data"),
+                endpos=int(endpos) if endpos is not None else None,
+                lines=[line],
+            )
+        code = line[:3]
+        if code.isdigit() and (len(line) == 3 or line[3] == " "):
+            return AgiReply(code=int(code), lines=[line])
+        raise AgiProtocolError(f"not an AGI reply: {line!r}")
+
+
+def quote_arg(arg: str | int) -> str:
+    """Ints go bare; strings are always double-quoted, with ``"`` and ``\\``
+    backslash-escaped the way ``parse_args`` in res_agi.c reads them."""
+    if isinstance(arg, bool):  # bool is an int; "True" would be a silent bug
+        raise TypeError("AGI arguments are str or int, not bool")
+    if isinstance(arg, int):
+        return str(arg)
+    escaped = arg.replace("\\", "\\\\").replace('"', '\\"')
+    return f'"{escaped}"'
+
+
+def encode_command(command: str, *args: str | int) -> str:
+    """``encode_command("GET DATA", "file", 5000, 1)`` → ``'GET DATA "file" 5000 1\\n'``.
+
+    A line break in the command or an argument would inject a second command,
+    so it is refused.
+    """
+    parts = [command.strip(), *(quote_arg(a) for a in args)]
+    line = " ".join(parts)
+    if "\n" in line or "\r" in line:
+        raise ValueError("AGI command or argument contains a line break")
+    if not parts[0]:
+        raise ValueError("empty AGI command")
+    return line + "\n"
