@@ -100,8 +100,6 @@ def test_shipped_prompts_exist_in_core_sounds(config: IvrConfig) -> None:
 
 def test_menu_queues_exist_in_queues_conf(config: IvrConfig) -> None:
     queues_conf = REPO / "asterisk" / "etc" / "queues.conf"
-    if not queues_conf.is_file():
-        pytest.skip("asterisk/etc/queues.conf not written yet")
     # Queue sections, not [general] (settings) nor templates like [name](!).
     headers = re.findall(r"^\[([^\]]+)\](\([^)]*\))?", queues_conf.read_text(), re.MULTILINE)
     queues = {name for name, inherit in headers if name != "general" and inherit != "(!)"}
@@ -161,8 +159,8 @@ async def test_valid_digit_routes_to_its_queue(config: IvrConfig) -> None:
     commands = await run_call(config, journal, ["200 result=2"])
     assert commands == [
         "ANSWER",
-        'STREAM FILE "silence/1" ""',
-        'STREAM FILE "hello" ""',
+        'STREAM FILE "silence/1" "0123"',
+        'STREAM FILE "hello" "0123"',
         f'GET DATA "basic-pbx-ivr-main" {config.timeout_ms} 1',
         'SET VARIABLE "IVR_CHOICE" "2"',
         'SET VARIABLE "HOTLINE_QUEUE" "transport"',
@@ -256,3 +254,31 @@ async def test_usage_error_is_journaled_and_left_to_the_server(config: IvrConfig
     assert journal.steps[-1].step == "error"
     assert journal.steps[-1].detail == {"during": "menu", "error": "AgiCommandError"}
     assert [e["uniqueid"] for e in logs if e["event"] == "agi_route_failed"] == ["1714000000.42"]
+
+
+async def test_digit_pressed_during_greeting_skips_the_menu(config: IvrConfig) -> None:
+    journal = MemoryJournal()
+    routes = {"ivr": make_main_menu(config, journal, "pbx-1")}
+    server = FastAgiServer(routes, "127.0.0.1", 0)
+    await server.start()
+    base = menu_responder([])
+
+    def respond(command: str) -> list[str]:
+        if command.startswith('STREAM FILE "hello"'):
+            return ["200 result=49 endpos=3200"]  # ASCII '1' interrupted the greeting
+        return base(command)
+
+    try:
+        agi = await FakeAsterisk.connect(server.port)
+        await agi.send_env("ivr")
+        commands = await agi.converse(respond)
+        await agi.close()
+    finally:
+        await server.stop()
+    assert not any(c.startswith("GET DATA") for c in commands)
+    assert variables(commands) == [
+        'SET VARIABLE "IVR_CHOICE" "1"',
+        'SET VARIABLE "HOTLINE_QUEUE" "housing"',
+        'SET VARIABLE "IVR_SOURCE" "fastagi"',
+    ]
+    assert journal.names() == ["greeting", "choice", "route"]

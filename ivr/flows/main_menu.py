@@ -33,6 +33,8 @@ def make_main_menu(
     """``journal_timeout`` bounds each journal write: with the database down
     the caller must not wait for a connection timeout."""
 
+    menu_digits = "".join(sorted(config.options))
+
     async def main_menu(session: AgiSession) -> None:
         log = session.log.bind(flow=ROUTE_NAME)
 
@@ -47,13 +49,21 @@ def make_main_menu(
         step = "greeting"
         try:
             await session.answer()
+            # Callers who know the menu may press during the greeting.
+            pressed = ""
             for prompt in config.greeting:
-                await session.stream_file(prompt)
-            await record("greeting", prompts=list(config.greeting))
+                pressed = await session.stream_file(prompt, menu_digits)
+                if pressed:
+                    break
+            await record("greeting", prompts=list(config.greeting), pressed=pressed)
 
             choice = ""
             queue = config.default_queue
-            for attempt in range(1, config.max_attempts + 1):
+            early = config.option_for(pressed)
+            if early is not None:
+                choice, queue = pressed, early.queue
+                await record("choice", digit=pressed, queue=queue, attempt=0)
+            for attempt in range(1, 0 if early else config.max_attempts + 1):
                 step = "menu"
                 digits, timed_out = await session.get_data(config.menu_prompt, config.timeout_ms, 1)
                 await record("menu", attempt=attempt)
