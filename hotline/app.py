@@ -18,7 +18,7 @@ from aiohttp import web
 
 from crm_sync.call_store import PostgresCallStore, PostgresIvrJournal, RetryingCallSink
 from crm_sync.call_store import RetryingIvrJournal
-from crm_sync.db import create_pool
+from crm_sync.db import DatabaseUnavailable, create_pool
 from crm_sync.live_bus import RedisLiveBus
 from cti_bridge.ami_client import AmiClient
 from cti_bridge.call_tracker import CallTracker
@@ -54,41 +54,69 @@ class Backends:
             await asyncio.to_thread(server.stop)
 
 
-async def open_backends(settings: Settings, *, keep_embedded: bool = False) -> Backends:
-    """Connect to PostgreSQL and Redis, starting embedded ones when no URL is set.
+@dataclass
+class Database:
+    """The case store's pool, and the embedded server behind it if we started one."""
 
-    With ``keep_embedded`` the embedded servers outlive this process (``hotline
+    pool: asyncpg.Pool
+    url: str
+    embedded: EmbeddedPostgres | None = None
+
+    async def close(self) -> None:
+        await self.pool.close()
+        if self.embedded is not None:
+            await asyncio.to_thread(self.embedded.stop)
+
+
+async def open_database(settings: Settings, *, keep_embedded: bool = False) -> Database:
+    """Connect to PostgreSQL, starting the embedded one when ``database.url`` is empty.
+
+    With ``keep_embedded`` an embedded server outlives this process (``hotline
     migrate`` uses that so that a following ``hotline run`` finds its data).
     """
+    url = settings.database.url
+    embedded: EmbeddedPostgres | None = None
+    if not url:
+        embedded = await asyncio.to_thread(
+            start_embedded_postgres, settings.state_path / "postgres"
+        )
+        url = embedded.url
+    try:
+        pool = await create_pool(url)
+    except DatabaseUnavailable:
+        if embedded is not None and not keep_embedded:
+            await asyncio.to_thread(embedded.stop)
+        raise
+    return Database(pool, url, None if keep_embedded else embedded)
+
+
+async def open_backends(settings: Settings) -> Backends:
+    """The case store and Redis (embedded ones unless URLs are set)."""
+    database = await open_database(settings)
     embedded: list[EmbeddedPostgres | EmbeddedRedis] = []
-    db_url = settings.database.url
-    if not db_url:
-        pg = await asyncio.to_thread(start_embedded_postgres, settings.state_path / "postgres")
-        db_url = pg.url
-        if not keep_embedded:
-            embedded.append(pg)
+    if database.embedded is not None:
+        embedded.append(database.embedded)
     redis_url = settings.redis.url
-    if not redis_url:
-        server = await asyncio.to_thread(start_embedded_redis, settings.state_path / "redis")
-        redis_url = server.url
-        embedded.append(server)
     opened = False
     try:
-        pool = await create_pool(db_url)
+        if not redis_url:
+            server = await asyncio.to_thread(start_embedded_redis, settings.state_path / "redis")
+            redis_url = server.url
+            embedded.append(server)
         redis = aioredis.Redis.from_url(redis_url, socket_connect_timeout=3)
         try:
             await redis.ping()
         except (OSError, aioredis.RedisError) as exc:
             await redis.aclose()
-            await pool.close()
             where = redis_url.rpartition("@")[2]
             raise RedisUnavailable(f"Redis at {where} is not reachable: {exc}") from None
         opened = True
     finally:
         if not opened:
+            await database.pool.close()
             for server_ in reversed(embedded):
                 await asyncio.to_thread(server_.stop)
-    return Backends(pool, redis, db_url, redis_url, embedded)
+    return Backends(database.pool, redis, database.url, redis_url, embedded)
 
 
 class HotlineService:

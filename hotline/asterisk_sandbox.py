@@ -88,12 +88,12 @@ def generate_secret() -> str:
     return secrets.token_urlsafe(24)
 
 
-def debian_mirror(explicit: str = "") -> str:
+def debian_mirror(explicit: str = "", apt_dir: Path = Path("/etc/apt")) -> str:
     """The mirror this machine's apt already uses (sid is served from the same place)."""
     if explicit:
         return explicit
-    candidates: list[Path] = [Path("/etc/apt/sources.list")]
-    sources_d = Path("/etc/apt/sources.list.d")
+    candidates: list[Path] = [apt_dir / "sources.list"]
+    sources_d = apt_dir / "sources.list.d"
     if sources_d.is_dir():
         candidates += sorted(sources_d.glob("*.sources")) + sorted(sources_d.glob("*.list"))
     for path in candidates:

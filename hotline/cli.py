@@ -211,14 +211,14 @@ def _asterisk(action: str, settings: Settings) -> int:
 async def _migrate(settings: Settings) -> int:
     from crm_sync.migrate import migrate
     from crm_sync.taxonomy import seed_taxonomy
-    from hotline.app import open_backends
+    from hotline.app import open_database
 
-    backends = await open_backends(settings, keep_embedded=True)
+    database = await open_database(settings, keep_embedded=True)
     try:
-        applied = await migrate(backends.pool)
-        counts = await seed_taxonomy(backends.pool)
+        applied = await migrate(database.pool)
+        counts = await seed_taxonomy(database.pool)
     finally:
-        await backends.close()
+        await database.close()
     print(f"migrations applied: {', '.join(applied) if applied else 'none (up to date)'}")
     print("taxonomy: " + ", ".join(f"{k} {v}" for k, v in counts.items()))
     return 0
@@ -226,16 +226,16 @@ async def _migrate(settings: Settings) -> int:
 
 async def _user_add(args: argparse.Namespace, settings: Settings) -> int:
     from crm_sync.operators import upsert_operator
-    from hotline.app import open_backends
+    from hotline.app import open_database
 
     password = os.environ.get(args.password_env) or getpass.getpass(f"password for {args.login}: ")
-    backends = await open_backends(settings, keep_embedded=True)
+    database = await open_database(settings, keep_embedded=True)
     try:
         await upsert_operator(
-            backends.pool, args.login, args.name or args.login, args.role, password
+            database.pool, args.login, args.name or args.login, args.role, password
         )
     finally:
-        await backends.close()
+        await database.close()
     print(f"user {args.login} ({args.role}) saved")
     return 0
 

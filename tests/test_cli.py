@@ -8,7 +8,9 @@ import asyncio
 import os
 import sys
 from pathlib import Path
+from typing import Any
 
+import asyncpg
 import pytest
 
 from tests.fake_ami_server import FakeAmiServer
@@ -119,3 +121,22 @@ async def test_ami_not_listening(pg_url: str, redis_url: str) -> None:
     )
     assert code == 2
     assert_one_error_line(err, "127.0.0.1:1")
+
+
+async def test_two_migrates_at_once_leave_one_schema(make_database: Any) -> None:
+    url = await make_database("cli_migrate")
+    env = {"DATABASE_URL": url, "REDIS_URL": "redis://127.0.0.1:1/0"}
+    (code1, out1, err1), (code2, out2, err2) = await asyncio.gather(
+        run_hotline("migrate", env=env), run_hotline("migrate", env=env)
+    )
+    assert (code1, code2) == (0, 0), err1 + err2
+    # exactly one of them applied the schema; the other found it up to date
+    assert sorted(["0001_schema_v1" in out1, "0001_schema_v1" in out2]) == [False, True]
+    conn = await asyncpg.connect(url)
+    try:
+        versions = await conn.fetch("SELECT version FROM schema_migrations ORDER BY version")
+        assert [r["version"] for r in versions] == sorted({r["version"] for r in versions})
+        assert await conn.fetchval("SELECT count(*) FROM spheres") == 10
+        assert await conn.fetchval("SELECT count(*) FROM districts") == 10
+    finally:
+        await conn.close()
