@@ -11,6 +11,7 @@ import hashlib
 import hmac
 import json
 import secrets
+from collections.abc import Awaitable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -24,7 +25,8 @@ def hash_password(password: str) -> str:
         raise ValueError("password must not be empty")
     salt = secrets.token_bytes(16)
     digest = hashlib.scrypt(password.encode(), salt=salt, n=_N, r=_R, p=_P, dklen=32)
-    return f"scrypt${_N}${_R}${_P}${base64.b64encode(salt).decode()}${base64.b64encode(digest).decode()}"
+    salt_b64, digest_b64 = base64.b64encode(salt).decode(), base64.b64encode(digest).decode()
+    return f"scrypt${_N}${_R}${_P}${salt_b64}${digest_b64}"
 
 
 def verify_password(password: str, stored: str) -> bool:
@@ -32,16 +34,16 @@ def verify_password(password: str, stored: str) -> bool:
         scheme, n, r, p, salt_b64, digest_b64 = stored.split("$")
         if scheme != "scrypt":
             return False
-        expected = base64.b64decode(digest_b64)
+        expected = base64.b64decode(digest_b64, validate=True)
         digest = hashlib.scrypt(
             password.encode(),
-            salt=base64.b64decode(salt_b64),
+            salt=base64.b64decode(salt_b64, validate=True),
             n=int(n),
             r=int(r),
             p=int(p),
             dklen=len(expected),
         )
-    except (ValueError, TypeError):
+    except (ValueError, TypeError, MemoryError):  # malformed, or parameters out of range
         return False
     return hmac.compare_digest(digest, expected)
 
@@ -58,9 +60,9 @@ class Principal:
 class KeyValueStore(Protocol):
     """The slice of redis.asyncio.Redis that sessions need."""
 
-    async def set(self, name: str, value: str, ex: int | None = None) -> Any: ...
-    async def get(self, name: str) -> Any: ...
-    async def delete(self, *names: str) -> Any: ...
+    def set(self, name: str, value: str, ex: int | None = None) -> Awaitable[Any]: ...
+    def get(self, name: str) -> Awaitable[Any]: ...
+    def delete(self, *names: str) -> Awaitable[Any]: ...
 
 
 class SessionStore:
@@ -82,11 +84,15 @@ class SessionStore:
         raw = await self._redis.get(self._key(token))
         if raw is None:
             return None
-        data = json.loads(raw)
-        return Principal(data["login"], data["display_name"], data["role"])
+        try:
+            data = json.loads(raw)
+            return Principal(str(data["login"]), str(data["display_name"]), str(data["role"]))
+        except (ValueError, KeyError, TypeError):  # not written by create(): no session
+            return None
 
     async def delete(self, token: str) -> None:
-        await self._redis.delete(self._key(token))
+        if token and len(token) <= 100:
+            await self._redis.delete(self._key(token))
 
     @staticmethod
     def _key(token: str) -> str:

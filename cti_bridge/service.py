@@ -21,7 +21,7 @@ from cti_bridge.ami_protocol import AmiMessage
 from cti_bridge.call_tracker import CallTracker
 from cti_bridge.web import LIVE_CHANNEL, QUEUES_KEY
 from hotline.domain import CallRecord, CallSink, LiveBus
-from hotline.logs import get_logger
+from hotline.logs import get_logger, mask_phone
 
 log = get_logger("cti_bridge.service")
 
@@ -37,7 +37,6 @@ def boot_epoch_from_core_status(reply: AmiMessage) -> int:
 
 def call_summary(record: CallRecord) -> dict[str, Any]:
     """What browsers get on the live feed: no full phone numbers."""
-    number = record.caller_number
     return {
         "type": "call",
         "call_key": record.call_key,
@@ -47,7 +46,7 @@ def call_summary(record: CallRecord) -> dict[str, Any]:
         "wait_seconds": record.wait_seconds,
         "talk_seconds": record.talk_seconds,
         "operator": record.operator_name,
-        "caller": (number[:-4] + "**" + number[-2:]) if len(number) > 4 else "",
+        "caller": mask_phone(record.caller_number),
     }
 
 

@@ -11,37 +11,58 @@ import asyncio
 import contextlib
 import json
 from collections.abc import Awaitable, Callable
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
+from decimal import Decimal
 from html import escape
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import asyncpg
 import redis.asyncio as aioredis
 from aiohttp import WSMsgType, web
+from aiohttp.http_exceptions import HttpProcessingError
 
 from crm_sync.call_store import PostgresCallStore
-from crm_sync.operators import authenticate
-from cti_bridge.auth import Principal, SessionStore
-from hotline.logs import get_logger
+from crm_sync.operators import MAX_LOGIN, MAX_PASSWORD, authenticate, is_valid_login
+from cti_bridge.auth import SESSION_TTL_SECONDS, Principal, SessionStore
+from hotline.logs import get_logger, mask_phone
 
 LIVE_CHANNEL = "hotline:live"
 QUEUES_KEY = "hotline:queues"
 COOKIE = "hotline_session"
 WATCHERS = ("supervisor", "admin", "leadership")
+EVERYONE = ("operator", "supervisor", "admin", "executor", "leadership")
 PUBLIC = frozenset({"/login", "/healthz"})
+#: "Today" on the wallboard is the city's day, not UTC's.
+CITY_TZ = ZoneInfo("Europe/Kyiv")
+#: Service level threshold, seconds (answered within it counts as "in SL").
+SL_SECONDS = 20
+#: Fields of a call the wallboard shows; nothing else leaves the server.
+CALL_FIELDS = (
+    "call_key", "started_at", "caller_number", "caller_name", "ivr_choice", "queue",
+    "wait_seconds", "talk_seconds", "operator_name", "outcome",
+)
 
 POOL = web.AppKey("pool", asyncpg.Pool)
 REDIS = web.AppKey("redis", aioredis.Redis)
 SESSIONS = web.AppKey("sessions", SessionStore)
-ROUTE_ROLES = web.AppKey("route_roles", dict)
+ROUTE_ROLES: web.AppKey[dict[str, tuple[str, ...]]] = web.AppKey("route_roles", dict)
+#: Where the middleware leaves who is signed in (``web.RequestKey`` since aiohttp 3.13).
+PRINCIPAL: Any = (
+    web.RequestKey("principal", Principal) if hasattr(web, "RequestKey") else "principal"
+)
 
 log = get_logger("cti_bridge.web")
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
 def _principal(request: web.Request) -> Principal:
-    who: Principal = request["principal"]
+    who: Principal = request[PRINCIPAL]
     return who
+
+
+def _is_api(request: web.Request) -> bool:
+    return request.path.startswith(("/api/", "/ws/"))
 
 
 @web.middleware
@@ -51,17 +72,25 @@ async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamR
     token = request.cookies.get(COOKIE, "")
     who = await request.app[SESSIONS].get(token)
     if who is None:
-        if request.path.startswith(("/api/", "/ws/")):
+        # Also for unknown paths: who is not signed in learns nothing about the routes.
+        if _is_api(request):
             raise web.HTTPUnauthorized(text='{"error": "not_signed_in"}',
                                        content_type="application/json")
         raise web.HTTPFound("/login")
+    match_error = request.match_info.http_exception
+    if match_error is not None:  # 404 / 405 for a signed-in user, not a misleading 403
+        raise match_error
     resource = request.match_info.route.resource
     canonical = resource.canonical if resource is not None else request.path
     allowed = request.app[ROUTE_ROLES].get(canonical)
     if allowed is None or who.role not in allowed:
         log.info("web_forbidden", login=who.login, role=who.role, path=request.path)
-        raise web.HTTPForbidden(text='{"error": "forbidden"}', content_type="application/json")
-    request["principal"] = who
+        if _is_api(request):
+            raise web.HTTPForbidden(text='{"error": "forbidden"}',
+                                    content_type="application/json")
+        raise web.HTTPForbidden(text=_message_html("Forbidden", _FORBIDDEN_TEXT, who),
+                                content_type="text/html")
+    request[PRINCIPAL] = who
     return await handler(request)
 
 
@@ -72,44 +101,59 @@ async def login_page(request: web.Request) -> web.Response:
     return web.Response(text=_login_html(""), content_type="text/html")
 
 
+def _login_error(message: str, status: int) -> web.Response:
+    return web.Response(text=_login_html(message), content_type="text/html", status=status)
+
+
 async def login_submit(request: web.Request) -> web.Response:
-    form = await request.post()
-    login = str(form.get("login", "")).strip()
-    password = str(form.get("password", ""))
+    try:
+        form = await request.post()
+    except (ValueError, LookupError, HttpProcessingError):  # bad encoding, charset, multipart
+        return _login_error("The sign-in form could not be read; please try again.", 400)
+    login_field, password_field = form.get("login", ""), form.get("password", "")
+    if not isinstance(login_field, str) or not isinstance(password_field, str):
+        return _login_error("Login and password must be text fields.", 400)
+    login, password = login_field.strip(), password_field
     if not login or not password:
-        return web.Response(
-            text=_login_html("Enter your login and password."),
-            content_type="text/html",
-            status=400,
-        )
+        return _login_error("Enter your login and password.", 400)
+    if not is_valid_login(login):
+        return _login_error(f"A login is up to {MAX_LOGIN} letters, digits, '.', '-' or '_'.", 400)
+    if len(password) > MAX_PASSWORD:  # no one has such a password; spare the scrypt
+        return _login_error("Wrong login or password.", 401)
     who = await authenticate(request.app[POOL], login, password)
     if who is None:
         log.info("web_login_failed", login=login)
-        return web.Response(
-            text=_login_html("Wrong login or password."), content_type="text/html", status=401
-        )
-    token = await request.app[SESSIONS].create(who)
+        return _login_error("Wrong login or password.", 401)
+    sessions = request.app[SESSIONS]
+    await sessions.delete(request.cookies.get(COOKIE, ""))  # no stale session left behind
+    token = await sessions.create(who)
     log.info("web_login", login=who.login, role=who.role)
     response = web.HTTPFound("/")
-    response.set_cookie(COOKIE, token, httponly=True, samesite="Strict", max_age=12 * 3600)
+    response.set_cookie(COOKIE, token, httponly=True, samesite="Strict", path="/",
+                        secure=request.secure, max_age=SESSION_TTL_SECONDS)
     raise response
 
 
 async def logout(request: web.Request) -> web.Response:
     await request.app[SESSIONS].delete(request.cookies.get(COOKIE, ""))
     response = web.HTTPFound("/login")
-    response.del_cookie(COOKIE)
+    response.del_cookie(COOKIE, path="/", samesite="Strict")
     raise response
 
 
 async def home(request: web.Request) -> web.Response:
-    raise web.HTTPFound("/wallboard")
+    who = _principal(request)
+    if who.role in WATCHERS:
+        raise web.HTTPFound("/wallboard")
+    return web.Response(text=_message_html("1551", _NOTHING_YET_TEXT, who),
+                        content_type="text/html")
 
 
 async def wallboard(request: web.Request) -> web.Response:
     who = _principal(request)
     html = WALLBOARD_HTML.replace("{{name}}", escape(who.display_name))
-    return web.Response(text=html, content_type="text/html")
+    return web.Response(text=html, content_type="text/html",
+                        headers={"Cache-Control": "no-store"})
 
 
 async def healthz(request: web.Request) -> web.Response:
@@ -139,12 +183,27 @@ async def api_recent_calls(request: web.Request) -> web.Response:
             text='{"error": "limit must be an integer"}', content_type="application/json"
         ) from None
     calls = await PostgresCallStore(request.app[POOL]).recent_calls(limit)
-    return web.json_response({"calls": calls}, dumps=_dumps)
+    shown = [{name: call.get(name) for name in CALL_FIELDS} for call in calls]
+    for call in shown:
+        call["caller_number"] = mask_phone(call["caller_number"] or "")
+    return web.json_response({"calls": shown}, dumps=_dumps)
+
+
+def start_of_today(now: datetime | None = None) -> datetime:
+    """Midnight of the current day in the city (an aware datetime)."""
+    local = (now or datetime.now(CITY_TZ)).astimezone(CITY_TZ)
+    return local.replace(hour=0, minute=0, second=0, microsecond=0)
 
 
 async def api_today(request: web.Request) -> web.Response:
-    """Today's figures per queue; the service level uses each queue's 20 s threshold."""
-    since = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+    """Today's figures per queue (the city's day).
+
+    The service levels are Asterisk's own, so the wallboard agrees with
+    ``queue show``: ``service_level`` (SL) is answered within ``SL_SECONDS`` ÷
+    answered; ``service_level2`` (SL2) is (answered within + abandoned within) ÷
+    (answered + abandoned). ``None`` when the divisor is zero.
+    """
+    since = start_of_today()
     rows = await request.app[POOL].fetch(
         """
         SELECT coalesce(queue, '(ivr)') AS queue,
@@ -152,8 +211,10 @@ async def api_today(request: web.Request) -> web.Response:
                count(*) FILTER (WHERE outcome = 'answered') AS answered,
                count(*) FILTER (WHERE outcome = 'abandoned') AS abandoned,
                count(*) FILTER (WHERE outcome = 'ivr_only') AS ivr_only,
-               count(*) FILTER (WHERE outcome = 'answered' AND wait_seconds <= 20)
+               count(*) FILTER (WHERE outcome = 'answered' AND wait_seconds <= $2)
                    AS answered_within_sl,
+               count(*) FILTER (WHERE outcome = 'abandoned' AND wait_seconds <= $2)
+                   AS abandoned_within_sl,
                round(avg(wait_seconds) FILTER (WHERE outcome = 'answered'), 1) AS asa,
                round(avg(talk_seconds) FILTER (WHERE outcome = 'answered'), 1) AS avg_talk
           FROM calls
@@ -161,41 +222,86 @@ async def api_today(request: web.Request) -> web.Response:
          GROUP BY 1 ORDER BY 1
         """,
         since,
+        SL_SECONDS,
     )
-    return web.json_response({"since": since.isoformat(), "queues": [dict(r) for r in rows]},
-                             dumps=_dumps)
+    queues = []
+    for row in rows:
+        item = dict(row.items())
+        answered, abandoned = item["answered"], item["abandoned"]
+        within = item["answered_within_sl"]
+        item["service_level"] = round(100 * within / answered, 1) if answered else None
+        item["service_level2"] = (
+            round(100 * (within + item.pop("abandoned_within_sl")) / (answered + abandoned), 1)
+            if answered + abandoned
+            else None
+        )
+        queues.append(item)
+    return web.json_response(
+        {"since": since.isoformat(), "sl_seconds": SL_SECONDS, "queues": queues}, dumps=_dumps
+    )
 
 
 async def api_queues(request: web.Request) -> web.Response:
     raw = await request.app[REDIS].get(QUEUES_KEY)
-    return web.json_response(json.loads(raw) if raw else {"queues": [], "at": None})
+    empty: dict[str, Any] = {"queues": [], "at": None}
+    if not raw:
+        return web.json_response(empty)
+    try:
+        data = json.loads(raw)
+    except ValueError:
+        log.warning("web_queues_unreadable", key=QUEUES_KEY)
+        return web.json_response(empty)
+    return web.json_response(data if isinstance(data, dict) else empty)
 
 
 async def ws_live(request: web.Request) -> web.WebSocketResponse:
-    """Forward the live channel to the browser until either side goes away."""
-    ws = web.WebSocketResponse(heartbeat=30)
-    await ws.prepare(request)
-    pubsub = request.app[REDIS].pubsub()
-    await pubsub.subscribe(LIVE_CHANNEL)
+    """Forward the live channel to the browser until either side goes away.
 
-    async def forward() -> None:
-        while True:
-            message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=1.0)
-            if message is not None and message.get("type") == "message":
-                data = message["data"]
-                await ws.send_str(data.decode() if isinstance(data, bytes) else str(data))
-
-    forwarder = asyncio.create_task(forward())
+    The subscription is made before the handshake completes, so nothing published after
+    the browser sees the socket open is missed (the page reloads its data on open).
+    """
+    pubsub = request.app[REDIS].pubsub(ignore_subscribe_messages=True)
     try:
-        async for msg in ws:
-            if msg.type in (WSMsgType.ERROR, WSMsgType.CLOSE):
-                break
+        await pubsub.subscribe(LIVE_CHANNEL)
+    except (OSError, aioredis.RedisError) as exc:
+        with contextlib.suppress(OSError, aioredis.RedisError):
+            await pubsub.aclose()  # type: ignore[no-untyped-call]
+        log.warning("web_live_unavailable", error=f"{type(exc).__name__}: {exc}")
+        raise web.HTTPServiceUnavailable(text='{"error": "live_feed_unavailable"}',
+                                         content_type="application/json") from None
+    ws = web.WebSocketResponse(heartbeat=30)
+    try:
+        await ws.prepare(request)
+
+        async def forward() -> None:
+            while not ws.closed:
+                message = await pubsub.get_message(timeout=1.0)
+                if message is not None and message.get("type") == "message":
+                    data = message["data"]
+                    text = data.decode(errors="replace") if isinstance(data, bytes) else str(data)
+                    await ws.send_str(text)
+
+        async def forward_then_close() -> None:
+            try:
+                await forward()
+            except (OSError, aioredis.RedisError) as exc:  # Redis gone: let the page reconnect
+                log.warning("web_live_lost", error=f"{type(exc).__name__}: {exc}")
+            finally:
+                if not ws.closed:
+                    await ws.close()
+
+        forwarder = asyncio.create_task(forward_then_close())
+        try:
+            async for msg in ws:
+                if msg.type in (WSMsgType.ERROR, WSMsgType.CLOSE):
+                    break
+        finally:
+            forwarder.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await forwarder
     finally:
-        forwarder.cancel()
-        with contextlib.suppress(asyncio.CancelledError, aioredis.RedisError, ConnectionError):
-            await forwarder
-        with contextlib.suppress(aioredis.RedisError, ConnectionError):
-            await pubsub.aclose()
+        with contextlib.suppress(OSError, aioredis.RedisError):
+            await pubsub.aclose()  # type: ignore[no-untyped-call]
     return ws
 
 
@@ -208,6 +314,8 @@ def _json_default(value: Any) -> Any:
         return value.isoformat()
     if isinstance(value, timedelta):
         return value.total_seconds()
+    if isinstance(value, Decimal):
+        return float(value)
     return str(value)
 
 
@@ -222,12 +330,11 @@ def build_web_app(pool: asyncpg.Pool, redis: aioredis.Redis) -> web.Application:
         app.router.add_route(method, path, handler)
         roles[path] = allowed
 
-    everyone = ("operator", "supervisor", "admin", "executor", "leadership")
     app.router.add_get("/login", login_page)
     app.router.add_post("/login", login_submit)
     app.router.add_get("/healthz", healthz)
-    route("POST", "/logout", logout, everyone)
-    route("GET", "/", home, everyone)
+    route("POST", "/logout", logout, EVERYONE)
+    route("GET", "/", home, EVERYONE)
     route("GET", "/wallboard", wallboard, WATCHERS)
     route("GET", "/api/calls/recent", api_recent_calls, WATCHERS)
     route("GET", "/api/stats/today", api_today, WATCHERS)
@@ -235,6 +342,16 @@ def build_web_app(pool: asyncpg.Pool, redis: aioredis.Redis) -> web.Application:
     route("GET", "/ws/live", ws_live, WATCHERS)
     app[ROUTE_ROLES] = roles
     return app
+
+
+_FORBIDDEN_TEXT = "This page is not available for your role."
+_NOTHING_YET_TEXT = "You are signed in. There is no web page for your role yet."
+
+
+def _message_html(title: str, text: str, who: Principal) -> str:
+    return MESSAGE_HTML.replace("{{title}}", escape(title)).replace(
+        "{{text}}", escape(text)
+    ).replace("{{name}}", escape(f"{who.display_name} ({who.role})"))
 
 
 def _login_html(error: str) -> str:
@@ -245,6 +362,7 @@ def _login_html(error: str) -> str:
 LOGIN_HTML = """<!doctype html>
 <html lang="uk"><head><meta charset="utf-8"><title>1551 — вхід</title>
 <meta name="viewport" content="width=device-width, initial-scale=1">
+<link rel="icon" href="data:,">
 <style>
 body{font-family:system-ui,sans-serif;background:#f3f5f8;display:flex;justify-content:center;
 align-items:center;height:100vh;margin:0}
@@ -264,6 +382,7 @@ input{width:100%;padding:.5rem;box-sizing:border-box}button{margin-top:1rem;padd
 WALLBOARD_HTML = """<!doctype html>
 <html lang="uk"><head><meta charset="utf-8"><title>1551 — wallboard</title>
 <meta name="viewport" content="width=device-width, initial-scale=1">
+<link rel="icon" href="data:,">
 <style>
 body{font-family:system-ui,sans-serif;margin:0;background:#0f172a;color:#e2e8f0}
 header{display:flex;justify-content:space-between;align-items:center;padding:.6rem 1.2rem;
@@ -275,6 +394,8 @@ main{padding:1rem 1.2rem}section{margin-bottom:1.4rem}
 table{border-collapse:collapse;width:100%}th,td{padding:.35rem .5rem;text-align:left;
 border-bottom:1px solid #334155;font-size:.9rem}
 .answered{color:#86efac}.abandoned{color:#fca5a5}.ivr_only{color:#fde68a}
+.empty{color:#94a3b8;font-style:italic}
+h2{font-size:1.05rem;color:#cbd5e1;margin:.2rem 0 .6rem}.phone{font-variant-numeric:tabular-nums}
 #live{font-size:.8rem;color:#94a3b8}button{background:#334155;color:#e2e8f0;border:0;
 padding:.3rem .8rem;border-radius:4px}
 </style></head><body>
@@ -285,8 +406,8 @@ padding:.3rem .8rem;border-radius:4px}
 <main>
 <section><h2>Queues now</h2><div class="cards" id="queues"></div></section>
 <section><h2>Today</h2><table id="today"><thead><tr><th>Queue</th><th>Offered</th>
-<th>Answered</th><th>Abandoned</th><th>IVR only</th><th>SL 20 s</th><th>ASA, s</th>
-<th>Avg talk, s</th></tr></thead><tbody></tbody></table></section>
+<th>Answered</th><th>Abandoned</th><th>IVR only</th><th>SL 20 s</th><th>SL2 20 s</th>
+<th>ASA, s</th><th>Avg talk, s</th></tr></thead><tbody></tbody></table></section>
 <section><h2>Recent calls</h2><table id="calls"><thead><tr><th>Started</th><th>Caller</th>
 <th>IVR</th><th>Queue</th><th>Wait, s</th><th>Talk, s</th><th>Operator</th><th>Outcome</th>
 </tr></thead><tbody></tbody></table></section>
@@ -294,7 +415,8 @@ padding:.3rem .8rem;border-radius:4px}
 <script>
 const esc = s => String(s ?? '').replace(/[&<>"']/g,
   c => ({'&':'&amp;','<':'&lt;','>':'&gt;','"':'&quot;',"'":'&#39;'}[c]));
-const maskPhone = p => p && p.length > 4 ? p.slice(0, p.length - 4) + '**' + p.slice(-2) : p;
+const clock = iso => iso ? new Date(iso).toLocaleTimeString('uk-UA', {hour12: false}) : '';
+const num = v => v === null || v === undefined ? '—' : esc(v);
 async function getJson(url) {
   const r = await fetch(url, {credentials: 'same-origin'});
   if (r.status === 401) { location.href = '/login'; throw new Error('signed out'); }
@@ -309,20 +431,23 @@ async function refreshQueues() {
 }
 async function refreshToday() {
   const data = await getJson('/api/stats/today');
-  document.querySelector('#today tbody').innerHTML = data.queues.map(q => {
-    const sl = q.answered ? Math.round(100 * q.answered_within_sl / q.answered) + '%' : '—';
-    return `<tr><td>${esc(q.queue)}</td><td>${q.offered}</td><td>${q.answered}</td>
-      <td>${q.abandoned}</td><td>${q.ivr_only}</td><td>${sl}</td><td>${esc(q.asa)}</td>
-      <td>${esc(q.avg_talk)}</td></tr>`;}).join('');
+  document.querySelector('#today tbody').innerHTML = data.queues.length ? data.queues.map(q => {
+    const pct = v => v === null ? '—' : Math.round(v) + '%';
+    return `<tr data-queue="${esc(q.queue)}"><td>${esc(q.queue)}</td><td>${num(q.offered)}</td>
+      <td>${num(q.answered)}</td><td>${num(q.abandoned)}</td><td>${num(q.ivr_only)}</td>
+      <td>${pct(q.service_level)}</td><td>${pct(q.service_level2)}</td><td>${num(q.asa)}</td>
+      <td>${num(q.avg_talk)}</td></tr>`;}).join('')
+    : '<tr><td colspan="9" class="empty">No calls today yet</td></tr>';
 }
 async function refreshCalls() {
   const data = await getJson('/api/calls/recent?limit=25');
-  document.querySelector('#calls tbody').innerHTML = data.calls.map(c =>
-    `<tr data-call-key="${esc(c.call_key)}"><td>${esc((c.started_at || '').slice(11, 19))}</td>
-     <td>${esc(maskPhone(c.caller_number))} ${esc(c.caller_name)}</td>
-     <td>${esc(c.ivr_choice)}</td><td>${esc(c.queue)}</td><td>${esc(c.wait_seconds)}</td>
-     <td>${esc(c.talk_seconds)}</td><td>${esc(c.operator_name)}</td>
-     <td class="${esc(c.outcome)}">${esc(c.outcome)}</td></tr>`).join('');
+  document.querySelector('#calls tbody').innerHTML = data.calls.length ? data.calls.map(c =>
+    `<tr data-call-key="${esc(c.call_key)}"><td>${esc(clock(c.started_at))}</td>
+     <td><span class="phone">${esc(c.caller_number)}</span> ${esc(c.caller_name)}</td>
+     <td>${esc(c.ivr_choice)}</td><td>${esc(c.queue)}</td><td>${num(c.wait_seconds)}</td>
+     <td>${num(c.talk_seconds)}</td><td>${esc(c.operator_name)}</td>
+     <td class="${esc(c.outcome)}">${esc(c.outcome)}</td></tr>`).join('')
+    : '<tr><td colspan="8" class="empty">No calls yet</td></tr>';
 }
 function refreshAll() { refreshQueues(); refreshToday(); refreshCalls(); }
 let pending = null;
@@ -331,12 +456,27 @@ function connect() {
                            location.host + '/ws/live');
   ws.onopen = () => { document.getElementById('live').textContent = 'live'; refreshAll(); };
   ws.onmessage = ev => {
-    const msg = JSON.parse(ev.data);
+    let msg;
+    try { msg = JSON.parse(ev.data); } catch (e) { msg = {}; }
     if (msg.type === 'queues') { refreshQueues(); return; }
     clearTimeout(pending); pending = setTimeout(() => { refreshToday(); refreshCalls(); }, 300);
   };
   ws.onclose = () => { document.getElementById('live').textContent = 'reconnecting…';
                        setTimeout(connect, 2000); };
 }
-refreshAll(); connect(); setInterval(refreshAll, 30000);
+connect(); setInterval(refreshAll, 30000);
 </script></body></html>"""
+
+MESSAGE_HTML = """<!doctype html>
+<html lang="uk"><head><meta charset="utf-8"><title>{{title}} — 1551</title>
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<link rel="icon" href="data:,">
+<style>
+body{font-family:system-ui,sans-serif;background:#f3f5f8;display:flex;justify-content:center;
+align-items:center;height:100vh;margin:0}
+div{background:#fff;padding:2rem;border-radius:8px;box-shadow:0 2px 8px #0002;min-width:18rem}
+h1{font-size:1.3rem;margin-top:0}button{margin-top:1rem;padding:.5rem 1rem}
+</style></head><body><div>
+<h1>{{title}}</h1><p>{{text}}</p><p>{{name}}</p>
+<form method="post" action="/logout"><button type="submit">Sign out</button></form>
+</div></body></html>"""

@@ -20,19 +20,20 @@ PHONE_KEYS = frozenset(
     {"phone", "caller", "callerid", "caller_number", "calleridnum", "msisdn", "citizen_phone"}
 )
 SECRET_KEYS = frozenset({"secret", "password", "token", "database_url", "redis_url"})
-_DIGITS = re.compile(r"\d")
+_SEPARATORS = re.compile(r"[\s().-]")
 
 
 def mask_phone(number: str | None) -> str:
-    """Keep the country/operator prefix and the last two digits: enough to tell
-    calls apart in a log, not enough to identify a citizen."""
+    """``+380671234567`` → ``+38067*****67``: enough to tell calls apart in a log
+    or on a wall screen, not enough to identify a citizen. Short numbers (internal
+    extensions, service codes such as 1551) are not personal and stay as they are."""
     if not number:
         return ""
-    digits = _DIGITS.findall(number)
-    if len(digits) <= 4:
-        return "*" * len(digits)
-    keep_head = min(5, len(digits) - 4)
-    return "".join(digits[:keep_head]) + "*" * (len(digits) - keep_head - 2) + "".join(digits[-2:])
+    compact = _SEPARATORS.sub("", number)
+    if len(compact) <= 4:
+        return compact
+    head = max(len(compact) - 7, 0)
+    return compact[:head] + "*" * (len(compact) - head - 2) + compact[-2:]
 
 
 def _mask_processor(
@@ -45,6 +46,19 @@ def _mask_processor(
         elif lowered in SECRET_KEYS:
             event_dict[key] = "***"
     return event_dict
+
+
+class _StderrLogger:
+    """Writes to whatever ``sys.stderr`` is at the time of writing (a stream
+    captured at configuration time may be closed later, e.g. under pytest)."""
+
+    def __init__(self, *_args: Any) -> None:
+        pass
+
+    def msg(self, message: str) -> None:
+        print(message, file=sys.stderr, flush=True)
+
+    log = debug = info = warn = warning = error = critical = exception = fatal = msg
 
 
 def configure_logging(fmt: str = "console", level: str = "info") -> None:
@@ -66,7 +80,7 @@ def configure_logging(fmt: str = "console", level: str = "info") -> None:
         wrapper_class=structlog.make_filtering_bound_logger(
             logging.getLevelNamesMapping()[level.upper()]
         ),
-        logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
+        logger_factory=_StderrLogger,
         cache_logger_on_first_use=False,
     )
 

@@ -24,7 +24,7 @@ def test_json_lines_mask_phones_and_hide_secrets(capsys: pytest.CaptureFixture[s
     assert lines[0]["caller"] == "38050*****67"
     assert lines[0]["secret"] == "***"
     assert lines[0]["uniqueid"] == "hotline-1-1795881958.1"
-    assert lines[1]["phone"] == "38044*****67"
+    assert lines[1]["phone"] == "+38044*****67"
     assert "380501234567" not in json.dumps(lines)
 
 

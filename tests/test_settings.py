@@ -97,8 +97,8 @@ def test_shipped_config_is_valid() -> None:
 
 @pytest.mark.parametrize(
     ("number", "masked"),
-    [("380501234567", "38050*****67"), ("+380 50 123 45 67", "38050*****67"), ("1551", "****"),
-     ("", ""), ("0441234", "044**34")],
+    [("380501234567", "38050*****67"), ("+380 50 123 45 67", "+38050*****67"),
+     ("1551", "1551"), ("", ""), ("044-123-45", "0*****45")],
 )
 def test_phone_masking(number: str, masked: str) -> None:
     assert mask_phone(number) == masked
