@@ -16,16 +16,24 @@ import asyncpg
 import redis.asyncio as aioredis
 from aiohttp import web
 
-from crm_sync.call_store import PostgresCallStore, PostgresIvrJournal, RetryingCallSink
-from crm_sync.call_store import RetryingIvrJournal
+from crm_sync.call_store import (
+    PostgresCallStore,
+    PostgresIvrJournal,
+    RetryingCallSink,
+    RetryingIvrJournal,
+)
 from crm_sync.db import DatabaseUnavailable, create_pool
 from crm_sync.live_bus import RedisLiveBus
 from cti_bridge.ami_client import AmiClient
 from cti_bridge.call_tracker import CallTracker
 from cti_bridge.service import CtiService
 from cti_bridge.web import build_web_app
-from hotline.embedded import EmbeddedPostgres, EmbeddedRedis
-from hotline.embedded import start_embedded_postgres, start_embedded_redis
+from hotline.embedded import (
+    EmbeddedPostgres,
+    EmbeddedRedis,
+    start_embedded_postgres,
+    start_embedded_redis,
+)
 from hotline.logs import get_logger
 from hotline.settings import CONFIG_DIR, Settings
 from ivr.flows import build_routes

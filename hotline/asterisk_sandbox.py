@@ -247,7 +247,7 @@ def up(spec: SandboxSpec, ready_timeout: float = 60.0) -> int:
             return pid
         down(spec)
     _mount_proc(spec.root)
-    console = open(spec.log_dir / "console.log", "ab")  # noqa: SIM115 - handed to the child
+    console = open(spec.log_dir / "console.log", "ab")
     try:
         proc = subprocess.Popen(
             [

@@ -72,18 +72,18 @@ def test_mirror_from_apt_sources(tmp_path: Path) -> None:
 
 
 def test_no_mirror_is_explained(tmp_path: Path) -> None:
-    with pytest.raises(sandbox.SandboxError, match="asterisk.mirror"):
+    with pytest.raises(sandbox.SandboxError, match=r"asterisk\.mirror"):
         sandbox.debian_mirror(apt_dir=tmp_path)
 
 
 def test_sandbox_refuses_without_root(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    monkeypatch.setattr(sandbox.os, "geteuid", lambda: 1000)
+    monkeypatch.setattr("os.geteuid", lambda: 1000)
     with pytest.raises(sandbox.SandboxError, match="needs root"):
         sandbox.up(spec(tmp_path))
 
 
 def test_missing_debootstrap_is_explained(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    monkeypatch.setattr(sandbox.shutil, "which", lambda name: None)
+    monkeypatch.setattr("shutil.which", lambda name: None)
     with pytest.raises(sandbox.SandboxError, match="debootstrap is not installed"):
         sandbox.ensure_tree(tmp_path / "tree")
 

@@ -63,9 +63,9 @@ def test_roles_from_command_line_list(tmp_path: Path) -> None:
 
 
 def test_passwords_never_from_the_config_file(tmp_path: Path) -> None:
-    with pytest.raises(SettingsError, match="ami.secret"):
+    with pytest.raises(SettingsError, match=r"ami\.secret"):
         load_settings(write(tmp_path, '[ami]\nsecret = "x"\n'), env={})
-    with pytest.raises(SettingsError, match="database.url"):
+    with pytest.raises(SettingsError, match=r"database\.url"):
         load_settings(write(tmp_path, '[database]\nurl = "postgresql://u:pw@h/d"\n'), env={})
     # a URL without a password is fine in the file
     s = load_settings(write(tmp_path, '[redis]\nurl = "redis://cache:6379/0"\n'), env={})

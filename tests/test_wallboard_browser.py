@@ -21,8 +21,9 @@ from aiohttp import web
 from playwright.async_api import Page, async_playwright, expect
 
 from crm_sync.call_store import PostgresCallStore
-from cti_bridge.web import LIVE_CHANNEL, QUEUES_KEY, build_web_app, mask_phone, start_of_today
+from cti_bridge.web import LIVE_CHANNEL, QUEUES_KEY, build_web_app, start_of_today
 from hotline.domain import CallOutcome
+from hotline.logs import mask_phone
 from tests.test_web import add_user, make_call, unique_queue
 
 CHROMIUM = Path("/usr/bin/chromium")
