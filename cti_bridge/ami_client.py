@@ -220,7 +220,8 @@ class AmiClient:
             async with asyncio.timeout(self.action_timeout):
                 reader, writer = await asyncio.open_connection(self.host, self.port)
         except (OSError, TimeoutError) as exc:
-            raise AmiConnectError(f"cannot connect to AMI at {where}: {exc or 'timeout'}") from None
+            detail = str(exc) or "timed out"
+            raise AmiConnectError(f"cannot connect to AMI at {where}: {detail}") from None
         link = _Link(reader, writer)
         link.tasks.append(asyncio.create_task(self._read_loop(link), name="ami-reader"))
         logged_in = False
@@ -321,8 +322,8 @@ class AmiClient:
             self._mark_lost(link, "connection closed")
 
     def _route(self, link: _Link, msg: AmiMessage) -> None:
-        if msg.errors:
-            self._log.warning("ami_malformed_lines", lines=list(msg.errors)[:5])
+        if msg.errors:  # count only: the lines may hold callers' numbers
+            self._log.warning("ami_malformed_lines", count=len(msg.errors), ami_event=msg.event)
         action_id = msg.action_id
         pending = link.pending.get(action_id) if action_id else None
         if pending is None or pending.future.done():

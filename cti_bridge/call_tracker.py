@@ -70,6 +70,7 @@ class _Call:
     connected: bool = False  # AgentConnect seen
     completed: bool = False  # AgentComplete seen
     queue_status: str | None = None  # QUEUESTATUS after the last Queue() without an agent
+    routed_queue: str | None = None  # HOTLINE_QUEUE, as set by the IVR
 
 
 class CallTracker:
@@ -218,7 +219,9 @@ class CallTracker:
         elif variable == "IVR_SOURCE":
             call.record.ivr_source = value or None
         elif variable == "HOTLINE_QUEUE" and value:
-            call.record.queue = value
+            # The queue the IVR chose; it becomes the call's queue only if Queue()
+            # tried it (joined, or refused to join: see _finish).
+            call.routed_queue = value
         elif variable == "QUEUESTATUS" and value:
             call.queue_status = value.upper()
             attempt = self._open_attempt(call.record)
@@ -331,6 +334,7 @@ class CallTracker:
         elif last is None:
             refused = call.queue_status in _JOIN_REFUSED
             record.outcome = CallOutcome.NO_AGENTS if refused else CallOutcome.IVR_ONLY
+            record.queue = call.routed_queue if refused else None
         elif last.outcome == "timeout":
             record.outcome = CallOutcome.TIMEOUT
         elif last.outcome == "exitempty":

@@ -353,3 +353,17 @@ async def test_replayed_transcript_reaches_tracker_intact(
     assert final.outcome is CallOutcome.ANSWERED and final.caller_name == "Тарас Шевченко"
     assert final.talk_seconds == 3 and final.operator_name == "Operator 101"
     assert transcript_events(path).count(b"\r\n\r\n") > 100
+
+
+async def test_malformed_input_is_logged_not_fatal(
+    server: FakeAmiServer, clients: list[AmiClient]
+) -> None:
+    with capture_logs() as logs:
+        client = make(server, clients)
+        seen: list[str | None] = []
+        client.on_event("*", lambda msg: seen.append(msg.event))
+        await client.start()
+        await server.send(b"no colon here\r\n\r\nEvent: After\r\nbad line\r\n\r\n")
+        await eventually(lambda: "After" in seen)
+    assert client.connected and server.logins == 1
+    assert [e["count"] for e in logs if e["event"] == "ami_malformed_lines"] == [1, 1]

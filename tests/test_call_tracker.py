@@ -264,3 +264,14 @@ def test_emitted_records_are_snapshots() -> None:
     t.handle(ev("Hangup", Cause="16"))
     assert joined.outcome is CallOutcome.IN_PROGRESS
     assert joined.attempts[0].outcome is None and joined.ended_at is None
+
+
+def test_ivr_only_call_has_no_queue_even_with_a_preset_queue() -> None:
+    # The dialplan presets HOTLINE_QUEUE=main before the IVR; a caller who hangs
+    # up in the IVR never waited in it, and Asterisk's queue_log agrees.
+    t = tracker()
+    t.handle(new_channel())
+    t.handle(ev("VarSet", Variable="HOTLINE_QUEUE", Value="main"))
+    [final] = t.handle(ev("Hangup", Cause="16"))
+    assert final.outcome is CallOutcome.IVR_ONLY
+    assert final.queue is None and final.attempts == []
