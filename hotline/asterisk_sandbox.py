@@ -18,6 +18,7 @@ import re
 import secrets
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -226,12 +227,33 @@ def _alive(pid: int) -> bool:
     return True
 
 
+def sandbox_pids(root: Path, instance: str | None = None) -> list[int]:
+    """Asterisk processes running in this chroot (of one instance, if given).
+
+    Found from /proc rather than a pid file, so that an Asterisk left behind by
+    a killed run is found and stopped too, instead of holding the AMI port.
+    """
+    target = str(root.resolve())
+    marker = f"/etc/hotline-asterisk-{instance}/asterisk.conf".encode() if instance else None
+    pids = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            if os.readlink(entry / "root") != target:
+                continue
+            argv = (entry / "cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if argv and argv[0].endswith(b"asterisk") and (marker is None or marker in argv):
+            if _alive(int(entry.name)):
+                pids.append(int(entry.name))
+    return sorted(pids)
+
+
 def running_pid(spec: SandboxSpec) -> int | None:
-    try:
-        pid = int(spec.pid_file.read_text().strip())
-    except (OSError, ValueError):
-        return None
-    return pid if _alive(pid) else None
+    pids = sandbox_pids(spec.root, spec.instance)
+    return pids[0] if pids else None
 
 
 def up(spec: SandboxSpec, ready_timeout: float = 60.0) -> int:
@@ -246,6 +268,11 @@ def up(spec: SandboxSpec, ready_timeout: float = 60.0) -> int:
         if same and check_ready(spec, timeout=5.0):
             return pid
         down(spec)
+    if _port_in_use(spec.ami_port):
+        raise SandboxError(
+            f"AMI port 127.0.0.1:{spec.ami_port} is already in use by another program; "
+            "stop it or choose another ami.port"
+        )
     _mount_proc(spec.root)
     console = open(spec.log_dir / "console.log", "ab")
     try:
@@ -272,6 +299,12 @@ def up(spec: SandboxSpec, ready_timeout: float = 60.0) -> int:
     return proc.pid
 
 
+def _port_in_use(port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.settimeout(0.5)
+        return probe.connect_ex(("127.0.0.1", port)) == 0
+
+
 def _tail(path: Path, lines: int = 5) -> str:
     with contextlib.suppress(OSError):
         return " | ".join(path.read_text(errors="replace").strip().splitlines()[-lines:])
@@ -279,35 +312,31 @@ def _tail(path: Path, lines: int = 5) -> str:
 
 
 def down(spec: SandboxSpec, timeout: float = 15.0) -> bool:
-    """Stop the instance; True when something was running."""
-    pid = running_pid(spec)
-    if pid is None:
-        spec.pid_file.unlink(missing_ok=True)
-        return False
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(pid, signal.SIGTERM)
-    deadline = time.monotonic() + timeout
-    while _alive(pid) and time.monotonic() < deadline:
-        with contextlib.suppress(ChildProcessError):
-            os.waitpid(pid, os.WNOHANG)
-        time.sleep(0.1)
-    if _alive(pid):
+    """Stop the instance (every process of it); True when something was running."""
+    pids = sandbox_pids(spec.root, spec.instance)
+    for pid in pids:
         with contextlib.suppress(ProcessLookupError):
-            os.killpg(pid, signal.SIGKILL)
-    with contextlib.suppress(ChildProcessError):
-        os.waitpid(pid, 0)
+            os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + timeout
+    while any(_alive(pid) for pid in pids) and time.monotonic() < deadline:
+        for pid in pids:
+            with contextlib.suppress(ChildProcessError):
+                os.waitpid(pid, os.WNOHANG)  # reap our own child
+        time.sleep(0.1)
+    for pid in pids:
+        if _alive(pid):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        with contextlib.suppress(ChildProcessError):
+            os.waitpid(pid, 0)
     spec.pid_file.unlink(missing_ok=True)
     if not any_instance_running(spec.root):
         _unmount_proc(spec.root)
-    return True
+    return bool(pids)
 
 
 def any_instance_running(root: Path) -> bool:
-    for pid_file in (root / "var" / "run").glob("asterisk-*/sandbox.pid"):
-        with contextlib.suppress(OSError, ValueError):
-            if _alive(int(pid_file.read_text().strip())):
-                return True
-    return False
+    return bool(sandbox_pids(root))
 
 
 def check_ready(spec: SandboxSpec, timeout: float) -> bool:

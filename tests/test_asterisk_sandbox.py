@@ -93,3 +93,15 @@ def test_unreachable_mirror_is_explained(tmp_path: Path) -> None:
     with pytest.raises(sandbox.SandboxError, match="is the Debian mirror reachable"):
         sandbox.ensure_tree(tmp_path / "tree", "http://127.0.0.1:1/debian")
     assert not (tmp_path / "tree").exists()
+
+
+def test_port_taken_by_another_program_is_explained(tmp_path: Path) -> None:
+    import socket
+
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        s = sandbox.SandboxSpec(**{**spec(tmp_path).__dict__, "ami_port": busy.getsockname()[1]})
+        (tmp_path / sandbox.READY_MARKER).write_text("")  # a built tree: no debootstrap
+        with pytest.raises(sandbox.SandboxError, match="already in use"):
+            sandbox.up(s)

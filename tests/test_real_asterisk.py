@@ -227,3 +227,33 @@ async def test_fastagi_down_fallback_still_queues(
     assert abs(int(log["CONNECT"][0]) - call["wait_seconds"]) <= 1
     complete = log.get("COMPLETEAGENT") or log["COMPLETECALLER"]
     assert abs(int(complete[1]) - call["talk_seconds"]) <= 1
+
+
+async def test_asterisk_restart_keeps_call_keys_unique(
+    service: HotlineService, asterisk: sandbox.SandboxSpec, pg_pool: asyncpg.Pool
+) -> None:
+    """Uniqueid sequences restart with Asterisk; the call key must not repeat, and
+    the AMI client must come back by itself."""
+    assert service.cti is not None
+    ami = service.cti.ami
+
+    async def ivr_only_call() -> dict[str, Any]:
+        number = unique_number()
+        await simulator.call_in(ami, simulator.Citizen(number, "Петро Бондаренко", "", 1.0, 0.5))
+        return await wait_for_call(pg_pool, number)
+
+    before = await ivr_only_call()
+    await asyncio.to_thread(sandbox.down, asterisk)
+    await asyncio.sleep(1.1)  # Asterisk's start time has a resolution of one second
+    await asyncio.to_thread(sandbox.up, asterisk)
+    deadline = time.monotonic() + 30
+    while not ami.connected and time.monotonic() < deadline:
+        await asyncio.sleep(0.2)
+    assert ami.connected, "the AMI client did not reconnect after the restart"
+    await asyncio.sleep(0.5)  # let on_connected read the new start time
+    after = await ivr_only_call()
+
+    boot_before, boot_after = before["call_key"].split(":")[1], after["call_key"].split(":")[1]
+    assert int(boot_after) > int(boot_before)
+    assert after["call_key"] != before["call_key"]
+    assert after["outcome"] == "ivr_only"
