@@ -250,7 +250,23 @@ def _describe(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {' '.join(str(exc).split())}"[:300]
 
 
-class RetryingCallSink:
+class _Retrying(Generic[T]):
+    """What the retrying ports share: a background writer and its lifecycle."""
+
+    _writer: RetryingWriter[T]
+
+    @property
+    def pending(self) -> int:
+        return self._writer.pending
+
+    def start(self) -> None:
+        self._writer.start()
+
+    async def stop(self, flush_timeout: float = 5.0) -> None:
+        await self._writer.stop(flush_timeout)
+
+
+class RetryingCallSink(_Retrying[CallRecord]):
     """A :class:`~hotline.domain.CallSink` that survives a database outage.
 
     Logs ``call_store_unavailable`` once per outage and ``call_store_recovered``.
@@ -258,7 +274,7 @@ class RetryingCallSink:
 
     def __init__(self, inner: CallSink, *, max_buffer: int = 100_000,
                  initial_delay: float = 0.2, max_delay: float = 5.0) -> None:
-        self._writer: RetryingWriter[CallRecord] = RetryingWriter(
+        self._writer = RetryingWriter(
             inner.save_call, name="call_store", key=lambda r: r.call_key,
             max_buffer=max_buffer, initial_delay=initial_delay, max_delay=max_delay,
         )
@@ -266,36 +282,16 @@ class RetryingCallSink:
     async def save_call(self, record: CallRecord) -> None:
         self._writer.submit(record)
 
-    @property
-    def pending(self) -> int:
-        return self._writer.pending
 
-    def start(self) -> None:
-        self._writer.start()
-
-    async def stop(self, flush_timeout: float = 5.0) -> None:
-        await self._writer.stop(flush_timeout)
-
-
-class RetryingIvrJournal:
+class RetryingIvrJournal(_Retrying[IvrStep]):
     """The same for the :class:`~hotline.domain.IvrJournal` (every step is kept)."""
 
     def __init__(self, inner: IvrJournal, *, max_buffer: int = 100_000,
                  initial_delay: float = 0.2, max_delay: float = 5.0) -> None:
-        self._writer: RetryingWriter[IvrStep] = RetryingWriter(
+        self._writer = RetryingWriter(
             inner.record_step, name="ivr_journal", max_buffer=max_buffer,
             initial_delay=initial_delay, max_delay=max_delay,
         )
 
     async def record_step(self, step: IvrStep) -> None:
         self._writer.submit(step)
-
-    @property
-    def pending(self) -> int:
-        return self._writer.pending
-
-    def start(self) -> None:
-        self._writer.start()
-
-    async def stop(self, flush_timeout: float = 5.0) -> None:
-        await self._writer.stop(flush_timeout)

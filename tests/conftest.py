@@ -25,6 +25,7 @@ from pathlib import Path
 import asyncpg
 import pytest
 import pytest_asyncio
+import redis.asyncio as aioredis
 
 from crm_sync.db import create_pool, drop_database, ensure_database
 from crm_sync.migrate import migrate
@@ -103,3 +104,10 @@ def redis_url() -> Iterator[str]:
             yield server.url
         finally:
             server.stop()
+
+
+@pytest_asyncio.fixture
+async def redis_client(redis_url: str) -> AsyncIterator[aioredis.Redis]:
+    client = aioredis.Redis.from_url(redis_url, socket_connect_timeout=3)
+    yield client
+    await client.aclose()

@@ -36,13 +36,6 @@ TIMEOUT_MS = 15_000
 
 
 @pytest_asyncio.fixture
-async def redis_client(redis_url: str) -> AsyncIterator[aioredis.Redis]:
-    client = aioredis.Redis.from_url(redis_url, socket_connect_timeout=3)
-    yield client
-    await client.aclose()
-
-
-@pytest_asyncio.fixture
 async def base_url(pg_pool: asyncpg.Pool, redis_client: aioredis.Redis) -> AsyncIterator[str]:
     runner = web.AppRunner(build_web_app(pg_pool, redis_client), access_log=None)
     await runner.setup()

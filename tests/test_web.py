@@ -87,13 +87,6 @@ def unique_queue(label: str) -> str:
 
 
 @pytest_asyncio.fixture
-async def redis_client(redis_url: str) -> AsyncIterator[aioredis.Redis]:
-    client = aioredis.Redis.from_url(redis_url, socket_connect_timeout=3)
-    yield client
-    await client.aclose()
-
-
-@pytest_asyncio.fixture
 async def app(pg_pool: asyncpg.Pool, redis_client: aioredis.Redis) -> web.Application:
     return build_web_app(pg_pool, redis_client)
 
