@@ -250,7 +250,7 @@ def _describe(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {' '.join(str(exc).split())}"[:300]
 
 
-class _Retrying(Generic[T]):
+class RetryingPort(Generic[T]):
     """What the retrying ports share: a background writer and its lifecycle."""
 
     _writer: RetryingWriter[T]
@@ -266,7 +266,7 @@ class _Retrying(Generic[T]):
         await self._writer.stop(flush_timeout)
 
 
-class RetryingCallSink(_Retrying[CallRecord]):
+class RetryingCallSink(RetryingPort[CallRecord]):
     """A :class:`~hotline.domain.CallSink` that survives a database outage.
 
     Logs ``call_store_unavailable`` once per outage and ``call_store_recovered``.
@@ -283,7 +283,7 @@ class RetryingCallSink(_Retrying[CallRecord]):
         self._writer.submit(record)
 
 
-class RetryingIvrJournal(_Retrying[IvrStep]):
+class RetryingIvrJournal(RetryingPort[IvrStep]):
     """The same for the :class:`~hotline.domain.IvrJournal` (every step is kept)."""
 
     def __init__(self, inner: IvrJournal, *, max_buffer: int = 100_000,

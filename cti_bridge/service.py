@@ -19,8 +19,10 @@ import redis.asyncio as aioredis
 from cti_bridge.ami_client import AmiClient, AmiError
 from cti_bridge.ami_protocol import AmiMessage
 from cti_bridge.call_tracker import CallTracker
+from cti_bridge.operator_states import EVENTS as OPERATOR_EVENTS
+from cti_bridge.operator_states import OperatorStateTracker
 from cti_bridge.web import LIVE_CHANNEL, QUEUES_KEY
-from hotline.domain import CallRecord, CallSink, LiveBus
+from hotline.domain import CallRecord, CallSink, LiveBus, OperatorStateSink
 from hotline.logs import get_logger, mask_phone
 
 log = get_logger("cti_bridge.service")
@@ -58,17 +60,22 @@ class CtiService:
         sink: CallSink,
         bus: LiveBus,
         redis: aioredis.Redis,
+        operator_states: OperatorStateSink,
         *,
         queue_poll_seconds: float = 5.0,
     ) -> None:
         self._ami = ami
         self._tracker = tracker
         self._sink = sink
+        self._operators = OperatorStateTracker()
+        self._operator_states = operator_states
         self._bus = bus
         self._redis = redis
         self._poll_seconds = queue_poll_seconds
         self._poller: asyncio.Task[None] | None = None
         ami.on_event("*", self._on_event)
+        for name in OPERATOR_EVENTS:
+            ami.on_event(name, self._on_operator_event)
         ami.on_connected(self._on_connected)
 
     @property
@@ -97,6 +104,13 @@ class CtiService:
     async def _on_event(self, msg: AmiMessage) -> None:
         for record in self._tracker.handle(msg):
             await self._save(record)
+
+    async def _on_operator_event(self, msg: AmiMessage) -> None:
+        change = self._operators.handle(msg)
+        if change is not None:
+            await self._operator_states.record_operator_state(change)
+            log.info("operator_state", interface=change.interface, queue=change.queue,
+                     state=change.state, reason=change.reason)
 
     async def _save(self, record: CallRecord) -> None:
         await self._sink.save_call(record)

@@ -24,6 +24,7 @@ from crm_sync.call_store import (
 )
 from crm_sync.db import DatabaseUnavailable, create_pool
 from crm_sync.live_bus import RedisLiveBus
+from crm_sync.operator_states import PostgresOperatorStates, RetryingOperatorStates
 from cti_bridge.ami_client import AmiClient
 from cti_bridge.call_tracker import CallTracker
 from cti_bridge.service import CtiService
@@ -137,6 +138,7 @@ class HotlineService:
         self.cti: CtiService | None = None
         self.web_runner: web.AppRunner | None = None
         self.call_sink: RetryingCallSink | None = None
+        self.operator_states: RetryingOperatorStates | None = None
         self.journal: RetryingIvrJournal | None = None
         self.bus = RedisLiveBus(backends.redis_url)
 
@@ -159,12 +161,19 @@ class HotlineService:
             if "ami" in roles:
                 self.call_sink = RetryingCallSink(PostgresCallStore(self.backends.pool))
                 self.call_sink.start()
+                self.operator_states = RetryingOperatorStates(
+                    PostgresOperatorStates(self.backends.pool)
+                )
+                self.operator_states.start()
                 ami = AmiClient(
                     s.ami.host, s.ami.port, s.ami.username, s.ami.secret,
                     action_timeout=s.ami.action_timeout, ping_interval=s.ami.ping_interval,
                 )
                 tracker = CallTracker(s.service.server_id, s.asterisk.inbound_contexts)
-                self.cti = CtiService(ami, tracker, self.call_sink, self.bus, self.backends.redis)
+                self.cti = CtiService(
+                    ami, tracker, self.call_sink, self.bus, self.backends.redis,
+                    self.operator_states,
+                )
                 await self.cti.start()
                 log.info("ami_connected", host=s.ami.host, port=s.ami.port)
             if "web" in roles:
@@ -192,6 +201,8 @@ class HotlineService:
             steps.append(("ami", self.cti.stop()))
         if self.call_sink is not None:
             steps.append(("call_sink", self.call_sink.stop()))
+        if self.operator_states is not None:
+            steps.append(("operator_states", self.operator_states.stop()))
         if self.agi_server is not None:
             steps.append(("agi", self.agi_server.stop()))
         if self.journal is not None:
@@ -202,7 +213,8 @@ class HotlineService:
                 await step
             except Exception as exc:  # one part failing to stop must not keep others running
                 log.warning("stop_failed", part=name, error=str(exc))
-        self.web_runner = self.cti = self.call_sink = self.agi_server = self.journal = None
+        self.web_runner = self.cti = self.agi_server = None
+        self.call_sink = self.operator_states = self.journal = None
 
 
 async def run_until_stopped(service: HotlineService, stop: asyncio.Event) -> None:

@@ -85,6 +85,18 @@ class IvrStep:
     detail: dict[str, Any] = field(default_factory=dict)
 
 
+@dataclass(frozen=True)
+class OperatorStateChange:
+    """An operator's state in one queue changed (from app_queue's member events)."""
+
+    interface: str  # the queue member, e.g. PJSIP/operator7 or Local/101@…/n
+    queue: str
+    at: datetime
+    state: str  # logged_in / logged_out / paused / available / ringing / in_call / unavailable
+    reason: str | None = None  # the pause reason an operator gave
+    member_name: str | None = None
+
+
 class CallSink(Protocol):
     """Where finished (and updated) call records go."""
 
@@ -93,6 +105,10 @@ class CallSink(Protocol):
 
 class IvrJournal(Protocol):
     async def record_step(self, step: IvrStep) -> None: ...
+
+
+class OperatorStateSink(Protocol):
+    async def record_operator_state(self, change: OperatorStateChange) -> None: ...
 
 
 class LiveBus(Protocol):

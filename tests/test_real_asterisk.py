@@ -158,6 +158,21 @@ async def test_answered_call_matches_queue_log(
     assert [s["step"] for s in steps][:1] == ["greeting"]
     assert "choice" in [s["step"] for s in steps]
 
+    # the operator's shift as app_queue reported it: logged in, rang, talked, left
+    interface = simulator.operator_interface(201)
+    deadline = time.monotonic() + 10
+    shift: list[str] = []
+    while time.monotonic() < deadline and (not shift or shift[-1] != "logged_out"):
+        rows = await pg_pool.fetch(
+            "SELECT state FROM operator_state_changes WHERE interface = $1 AND queue = 'housing'"
+            " ORDER BY id",
+            interface,
+        )
+        shift = [r["state"] for r in rows]
+        await asyncio.sleep(0.2)
+    assert shift[0] == "logged_in" and shift[-1] == "logged_out", shift
+    assert "in_call" in shift
+
 
 async def test_caller_abandons_in_queue(
     service: HotlineService, asterisk: sandbox.SandboxSpec, pg_pool: asyncpg.Pool
