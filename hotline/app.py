@@ -157,7 +157,6 @@ class HotlineService:
                     routes, s.agi.host, s.agi.port, env_timeout=s.agi.env_timeout
                 )
                 await self.agi_server.start()
-                log.info("fastagi_listening", host=s.agi.host, port=self.agi_server.port)
             if "ami" in roles:
                 self.call_sink = RetryingCallSink(PostgresCallStore(self.backends.pool))
                 self.call_sink.start()
@@ -175,7 +174,6 @@ class HotlineService:
                     self.operator_states,
                 )
                 await self.cti.start()
-                log.info("ami_connected", host=s.ami.host, port=s.ami.port)
             if "web" in roles:
                 app = build_web_app(self.backends.pool, self.backends.redis)
                 self.web_runner = web.AppRunner(app, access_log=None)
