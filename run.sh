@@ -12,6 +12,8 @@ command -v python3 >/dev/null || apt_missing+=(python3)
 python3 -c 'import ensurepip, venv' 2>/dev/null || apt_missing+=(python3-venv)
 command -v debootstrap >/dev/null || apt_missing+=(debootstrap)
 command -v chromium >/dev/null || apt_missing+=(chromium)
+command -v espeak-ng >/dev/null || apt_missing+=(espeak-ng)
+command -v sox >/dev/null || apt_missing+=(sox)
 if ((${#apt_missing[@]})); then
   if [ "$(id -u)" != 0 ]; then
     echo "run.sh: missing ${apt_missing[*]}; run as root once (or apt-get install them)" >&2

@@ -196,6 +196,15 @@ def render_config(spec: SandboxSpec) -> str:
     return digest.hexdigest()
 
 
+def _render_prompts(root: Path) -> None:
+    from hotline.prompts import PromptError, load_prompts, render_prompts
+
+    try:
+        render_prompts(load_prompts(), root / "usr" / "share" / "asterisk" / "sounds")
+    except PromptError as exc:
+        raise SandboxError(str(exc)) from None
+
+
 def _proc_mounted(root: Path) -> bool:
     target = str((root / "proc").resolve())
     with open("/proc/mounts") as mounts:
@@ -261,6 +270,7 @@ def up(spec: SandboxSpec, ready_timeout: float = 60.0) -> int:
     _require_root()
     ensure_tree(spec.root, spec.mirror)
     digest = render_config(spec)
+    _render_prompts(spec.root)
     digest_file = spec.run_dir / "config.sha256"
     pid = running_pid(spec)
     if pid is not None:

@@ -19,11 +19,6 @@ from ivr.server import FastAgiServer
 from tests.fake_agi_client import FakeAsterisk, menu_responder
 
 REPO = Path(__file__).resolve().parents[1]
-_SOUND_TREES = [
-    Path(f"/var/cache/hotline/{tree}/usr/share/asterisk/sounds/en_US_f_Allison")
-    for tree in ("asterisk-sid", "asterisk-sid.tmp")
-]
-SOUNDS = next((p for p in _SOUND_TREES if p.is_dir()), _SOUND_TREES[0])
 
 
 class MemoryJournal:
@@ -91,13 +86,6 @@ def test_shipped_menu_maps_digits_to_queues(config: IvrConfig) -> None:
     assert config.max_attempts >= 2
 
 
-@pytest.mark.skipif(not SOUNDS.is_dir(), reason="Asterisk sounds tree not present")
-def test_shipped_prompts_exist_in_core_sounds(config: IvrConfig) -> None:
-    prompts = [*config.greeting, config.menu_prompt, config.invalid_prompt]
-    missing = [p for p in prompts if not (SOUNDS / f"{p}.gsm").is_file()]
-    assert missing == []
-
-
 def test_menu_queues_exist_in_queues_conf(config: IvrConfig) -> None:
     queues_conf = REPO / "asterisk" / "etc" / "queues.conf"
     # Queue sections, not [general] (settings) nor templates like [name](!).
@@ -160,8 +148,8 @@ async def test_valid_digit_routes_to_its_queue(config: IvrConfig) -> None:
     assert commands == [
         "ANSWER",
         'STREAM FILE "silence/1" "0123"',
-        'STREAM FILE "hello" "0123"',
-        f'GET DATA "basic-pbx-ivr-main" {config.timeout_ms} 1',
+        'STREAM FILE "hotline/greeting" "0123"',
+        f'GET DATA "hotline/menu" {config.timeout_ms} 1',
         'SET VARIABLE "IVR_CHOICE" "2"',
         'SET VARIABLE "HOTLINE_QUEUE" "transport"',
         'SET VARIABLE "IVR_SOURCE" "fastagi"',
@@ -182,7 +170,7 @@ async def test_invalid_then_timeout_then_valid(config: IvrConfig) -> None:
     commands = await run_call(
         config, journal, ["200 result=7", "200 result= (timeout)", "200 result=1"]
     )
-    assert commands.count('STREAM FILE "vm-sorry" ""') == 2
+    assert commands.count('STREAM FILE "hotline/invalid" ""') == 2
     assert variables(commands)[:2] == [
         'SET VARIABLE "IVR_CHOICE" "1"',
         'SET VARIABLE "HOTLINE_QUEUE" "housing"',
@@ -205,7 +193,7 @@ async def test_too_many_attempts_takes_default_queue(config: IvrConfig) -> None:
     commands = await run_call(config, journal, replies)
     assert sum(c.startswith("GET DATA") for c in commands) == config.max_attempts
     # no "sorry" after the last try: the caller goes straight to the queue
-    assert commands.count('STREAM FILE "vm-sorry" ""') == config.max_attempts - 1
+    assert commands.count('STREAM FILE "hotline/invalid" ""') == config.max_attempts - 1
     assert variables(commands) == [
         'SET VARIABLE "IVR_CHOICE" ""',
         'SET VARIABLE "HOTLINE_QUEUE" "main"',
@@ -264,7 +252,7 @@ async def test_digit_pressed_during_greeting_skips_the_menu(config: IvrConfig) -
     base = menu_responder([])
 
     def respond(command: str) -> list[str]:
-        if command.startswith('STREAM FILE "hello"'):
+        if command.startswith('STREAM FILE "hotline/greeting"'):
             return ["200 result=49 endpos=3200"]  # ASCII '1' interrupted the greeting
         return base(command)
 

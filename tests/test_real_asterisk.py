@@ -23,7 +23,8 @@ import pytest_asyncio
 from hotline import asterisk_sandbox as sandbox
 from hotline import simulator
 from hotline.app import Backends, HotlineService, open_backends
-from hotline.settings import Settings
+from hotline.settings import CONFIG_DIR, Settings
+from ivr.menu import load_ivr_config
 from ivr.server import FastAgiServer
 
 pytestmark = [pytest.mark.asterisk, pytest.mark.asyncio(loop_scope="session")]
@@ -54,6 +55,8 @@ def asterisk() -> Iterator[sandbox.SandboxSpec]:
         sip_password=secrets.token_urlsafe(12),
         queue_timeout=60,
     )
+    sandbox.down(spec)
+    (spec.log_dir / "messages.log").unlink(missing_ok=True)  # judge this run's warnings only
     sandbox.up(spec)
     yield spec
     sandbox.down(spec)
@@ -273,3 +276,17 @@ async def test_asterisk_restart_keeps_call_keys_unique(
     assert int(boot_after) > int(boot_before)
     assert after["call_key"] != before["call_key"]
     assert after["outcome"] == "ivr_only"
+
+
+async def test_every_prompt_was_found_by_asterisk(asterisk: sandbox.SandboxSpec) -> None:
+    """Runs last: after the calls above, Asterisk has not missed a single sound file."""
+    config = load_ivr_config(CONFIG_DIR / "ivr.toml")
+    sounds = asterisk.root / "usr" / "share" / "asterisk" / "sounds" / "uk"
+    ours = [p for p in (*config.greeting, config.menu_prompt, config.invalid_prompt)
+            if p.startswith("hotline/")]
+    assert ours, "the IVR speaks the hotline's own Ukrainian prompts"
+    for prompt in ours:
+        assert (sounds / f"{prompt}.wav").stat().st_size > 8000, prompt  # > 0.5 s of speech
+    log = (asterisk.log_dir / "messages.log").read_text(errors="replace")
+    missing = [line for line in log.splitlines() if "does not exist" in line]
+    assert missing == []
