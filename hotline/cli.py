@@ -275,24 +275,34 @@ async def _demo(args: argparse.Namespace, settings: Settings) -> int:
     values = instance_secrets(settings, settings.asterisk.instance)
     settings.ami.secret = settings.ami.secret or values["ami_secret"]
     spec = sandbox_spec(settings)
-    await asyncio.to_thread(sandbox.up, spec)
     stop = _stop_event()
-    backends = await open_backends(settings)
-    service = HotlineService(settings, backends)
-    traffic: asyncio.Task[int] | None = None
-    try:
+    async with contextlib.AsyncExitStack() as cleanup:
+        # Undone in reverse order, whatever fails part-way.
+        await asyncio.to_thread(sandbox.up, spec)
+        cleanup.push_async_callback(asyncio.to_thread, sandbox.down, spec)
+        backends = await open_backends(settings)
+        cleanup.push_async_callback(backends.close)
         await migrate(backends.pool)
         await seed_taxonomy(backends.pool)
         await upsert_operator(
             backends.pool, "supervisor", "Черговий супервізор", "supervisor",
             values["supervisor_password"],
         )
+        service = HotlineService(settings, backends)
+        cleanup.push_async_callback(service.stop)
         await service.start()
-        assert service.cti is not None
+        if service.cti is None:
+            raise SettingsError("service.roles: the demo needs the ami role")
         ami = service.cti.ami
         for n in range(args.operators):
             await simulator.add_operator(ami, 101 + n)
         traffic = asyncio.create_task(simulator.run_traffic(ami, args.calls_per_minute, stop))
+
+        async def stop_traffic() -> None:
+            stop.set()
+            log.info("demo_traffic_stopped", calls=await traffic)
+
+        cleanup.push_async_callback(stop_traffic)
         print(
             "\nHotline 1551 demo is running.\n"
             f"  wallboard:  {service.web_url}  (login: supervisor, password: "
@@ -306,17 +316,8 @@ async def _demo(args: argparse.Namespace, settings: Settings) -> int:
         if args.duration > 0:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), timeout=args.duration)
-            stop.set()
         else:
             await stop.wait()
-    finally:
-        stop.set()
-        if traffic is not None:
-            calls = await traffic
-            log.info("demo_traffic_stopped", calls=calls)
-        await service.stop()
-        await backends.close()
-        await asyncio.to_thread(sandbox.down, spec)
     return 0
 
 
