@@ -120,6 +120,9 @@ class AmiClient:
         self._ids = itertools.count(1)
         self._id_prefix = secrets.token_hex(3)
         self._closed = False
+        #: Counts successful logins: a new value means a new AMI session, whose
+        #: events may follow a gap (and, after a restart, a new Asterisk).
+        self.generation = 0
         self._log = get_logger(__name__, ami=f"{host}:{port}")
 
     def __repr__(self) -> str:  # never shows the secret
@@ -247,6 +250,7 @@ class AmiClient:
             self._dispatcher = asyncio.create_task(self._dispatch_loop(), name="ami-dispatcher")
         if self.ping_interval > 0:
             link.tasks.append(asyncio.create_task(self._ping_loop(link), name="ami-ping"))
+        self.generation += 1
         self._log.info("ami_connected", username=self.username, version=link.parser.version)
         return link
 

@@ -36,6 +36,7 @@ from .ami_protocol import AmiMessage
 
 Clock = Callable[[], datetime]
 EXPIRED = "expired: no Hangup event seen"
+GONE = "ended while the AMI link was down"
 _UNIQUEID_EPOCH = re.compile(r"(\d+)\.\d+$")  # "[systemname-]epoch.seq"
 # QUEUESTATUS values set when Queue() returns without a connected agent.
 _QUEUE_STATUS_OUTCOME = {
@@ -147,6 +148,22 @@ class CallTracker:
                 del self._calls[uid]  # its record was emitted at Hangup already
             elif not call.hung_up and now - call.last_seen > self._stale:
                 out.append(self._expire_call(uid))
+        return out
+
+    def reconcile(self, live_uniqueids: Collection[str]) -> list[CallRecord]:
+        """After an AMI reconnect: finish the calls whose channel is gone (their
+        Hangup was missed while the link was down); returns them to be saved."""
+        now = self._clock()
+        out: list[CallRecord] = []
+        for uid, call in list(self._calls.items()):
+            if uid in live_uniqueids or call.hung_up:
+                continue
+            call.hung_up = True
+            call.record.ended_at = now
+            call.record.hangup_cause_text = GONE
+            self._finish(call)
+            del self._calls[uid]
+            out.append(self._snapshot(call))
         return out
 
     # -- internals -------------------------------------------------------------

@@ -68,6 +68,8 @@ class CtiService:
         self._tracker = tracker
         self._sink = sink
         self._operators = OperatorStateTracker()
+        self._synced_generation = -1
+        self._sync_lock = asyncio.Lock()
         self._operator_states = operator_states
         self._bus = bus
         self._redis = redis
@@ -95,13 +97,42 @@ class CtiService:
         await self._ami.close()
 
     async def _on_connected(self, *_: Any) -> None:
-        reply = await self._ami.action("CoreStatus")
-        epoch = boot_epoch_from_core_status(reply)
-        log.info("asterisk_connected", boot_epoch=epoch, version=self._ami.version)
-        for record in self._tracker.set_boot_epoch(epoch):
+        await self._ensure_synced()
+
+    async def _ensure_synced(self) -> None:
+        """Once per AMI session, before its first event is applied: learn Asterisk's
+        start time (part of every call key) and finish the calls that ended unseen.
+
+        Runs from the event path too, because the first events of a session can
+        be dispatched before the on_connected callback gets its turn.
+        """
+        if self._synced_generation == self._ami.generation:
+            return
+        async with self._sync_lock:
+            generation = self._ami.generation
+            if self._synced_generation == generation:
+                return
+            try:
+                reply = await self._ami.action("CoreStatus")
+                epoch = boot_epoch_from_core_status(reply)
+                orphans = self._tracker.set_boot_epoch(epoch)
+                gone: list[CallRecord] = []
+                if self._tracker.active_calls:  # calls may have ended while we were away
+                    channels = await self._ami.action_list("CoreShowChannels")
+                    live = {c.get("Uniqueid") or "" for c in channels
+                            if c.event == "CoreShowChannel"}
+                    gone = self._tracker.reconcile(live)
+            except (AmiError, ValueError) as exc:
+                log.warning("asterisk_sync_failed", error=str(exc))
+                return
+            self._synced_generation = generation
+            log.info("asterisk_connected", boot_epoch=epoch, version=self._ami.version,
+                     finished_orphans=len(orphans), finished_gone=len(gone))
+        for record in orphans + gone:
             await self._save(record)
 
     async def _on_event(self, msg: AmiMessage) -> None:
+        await self._ensure_synced()
         for record in self._tracker.handle(msg):
             await self._save(record)
 

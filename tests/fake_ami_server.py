@@ -37,6 +37,7 @@ class FakeAmiServer:
         self.answer_ping = True
         self.silent_actions: set[str] = set()  # lower-case names never answered
         self.lists: dict[str, tuple[str, list[dict[str, str]]]] = {}  # name → (complete, items)
+        self.replies: dict[str, dict[str, str]] = {}  # name → extra headers of its Success
         self.logins = 0
         self.actions: list[AmiMessage] = []
         self._server: asyncio.Server | None = None
@@ -135,7 +136,7 @@ class FakeAmiServer:
         elif name == "bogus":
             self._reply(writer, msg, "Error", Message="Invalid/unknown command")
         else:
-            self._reply(writer, msg, "Success", Message="OK")
+            self._reply(writer, msg, "Success", **self.replies.get(name, {"Message": "OK"}))
 
     @staticmethod
     def _reply(writer: asyncio.StreamWriter, msg: AmiMessage, status: str, **extra: str) -> None:

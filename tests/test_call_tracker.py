@@ -275,3 +275,18 @@ def test_ivr_only_call_has_no_queue_even_with_a_preset_queue() -> None:
     [final] = t.handle(ev("Hangup", Cause="16"))
     assert final.outcome is CallOutcome.IVR_ONLY
     assert final.queue is None and final.attempts == []
+
+
+def test_reconcile_after_reconnect_finishes_calls_that_are_gone() -> None:
+    t = tracker()
+    t.handle(new_channel("1700000000.1"))
+    t.handle(ev("QueueCallerJoin", uid="1700000000.1", Queue="housing", Position="1"))
+    t.handle(new_channel("1700000000.5"))
+    # the AMI link was down; afterwards only .5 is still up
+    [gone] = t.reconcile({"1700000000.5", "1700000000.6"})
+    assert gone.uniqueid == "1700000000.1"
+    assert gone.outcome is CallOutcome.ABANDONED and gone.queue == "housing"
+    assert gone.ended_at is not None
+    assert gone.hangup_cause_text == "ended while the AMI link was down"
+    assert t.active_calls == 1
+    assert t.reconcile({"1700000000.5"}) == []  # nothing more to do
