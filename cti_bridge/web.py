@@ -359,18 +359,22 @@ def _login_html(error: str) -> str:
     return LOGIN_HTML.replace("{{error}}", note)
 
 
-LOGIN_HTML = """<!doctype html>
-<html lang="uk"><head><meta charset="utf-8"><title>1551 — вхід</title>
+# The head of the small light pages (sign-in, messages): one card in the middle.
+_CARD_PAGE_HEAD = """<!doctype html>
+<html lang="uk"><head><meta charset="utf-8"><title>{{title}}</title>
 <meta name="viewport" content="width=device-width, initial-scale=1">
 <link rel="icon" href="data:,">
 <style>
 body{font-family:system-ui,sans-serif;background:#f3f5f8;display:flex;justify-content:center;
 align-items:center;height:100vh;margin:0}
-form{background:#fff;padding:2rem;border-radius:8px;box-shadow:0 2px 8px #0002;min-width:18rem}
+body>form,body>div{background:#fff;padding:2rem;border-radius:8px;box-shadow:0 2px 8px #0002;
+min-width:18rem}
 h1{font-size:1.3rem;margin-top:0}label{display:block;margin:.8rem 0 .2rem}
 input{width:100%;padding:.5rem;box-sizing:border-box}button{margin-top:1rem;padding:.5rem 1rem}
 .error{color:#b00020}
-</style></head><body>
+</style></head><body>"""
+
+LOGIN_HTML = _CARD_PAGE_HEAD.replace("{{title}}", "1551 — вхід") + """
 <form method="post" action="/login">
 <h1>Контакт-центр 1551</h1>{{error}}
 <label for="login">Login</label><input id="login" name="login" autocomplete="username" required>
@@ -467,16 +471,7 @@ function connect() {
 connect(); setInterval(refreshAll, 30000);
 </script></body></html>"""
 
-MESSAGE_HTML = """<!doctype html>
-<html lang="uk"><head><meta charset="utf-8"><title>{{title}} — 1551</title>
-<meta name="viewport" content="width=device-width, initial-scale=1">
-<link rel="icon" href="data:,">
-<style>
-body{font-family:system-ui,sans-serif;background:#f3f5f8;display:flex;justify-content:center;
-align-items:center;height:100vh;margin:0}
-div{background:#fff;padding:2rem;border-radius:8px;box-shadow:0 2px 8px #0002;min-width:18rem}
-h1{font-size:1.3rem;margin-top:0}button{margin-top:1rem;padding:.5rem 1rem}
-</style></head><body><div>
+MESSAGE_HTML = _CARD_PAGE_HEAD.replace("{{title}}", "{{title}} — 1551") + """<div>
 <h1>{{title}}</h1><p>{{text}}</p><p>{{name}}</p>
 <form method="post" action="/logout"><button type="submit">Sign out</button></form>
 </div></body></html>"""

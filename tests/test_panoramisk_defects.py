@@ -99,6 +99,16 @@ async def test_exception_in_a_plain_event_handler() -> None:
         await server.stop()
 
 
+class NullWriter:
+    """Where panoramisk's Request writes its commands: nowhere."""
+
+    def write(self, _data: bytes) -> None:
+        pass
+
+    async def drain(self) -> None:
+        pass
+
+
 MULTILINE_520 = (
     "520-Invalid command syntax.  Proper usage follows:\n"
     " Usage: GET DATA <file to be streamed> [timeout] [maxdigits]\n"
@@ -111,14 +121,7 @@ async def test_multiline_520_desynchronises_panoramisk() -> None:
     reader = asyncio.StreamReader()
     reader.feed_data((MULTILINE_520 + "200 result=1\n").encode())
 
-    class Sink:
-        def write(self, _data: bytes) -> None:
-            pass
-
-        async def drain(self) -> None:
-            pass
-
-    request = Request(None, {}, reader, Sink())
+    request = Request(None, {}, reader, NullWriter())
     await request.send_command("GET DATA")
     # panoramisk read one usage line; the next command now reads the rest of the
     # usage text as its reply and fails to parse it
@@ -136,14 +139,7 @@ async def test_inline_hangup_is_taken_as_the_reply_by_panoramisk() -> None:
     reader = asyncio.StreamReader()
     reader.feed_data(b"HANGUP\n200 result=0\n")
 
-    class Sink:
-        def write(self, _data: bytes) -> None:
-            pass
-
-        async def drain(self) -> None:
-            pass
-
-    request = Request(None, {}, reader, Sink())
+    request = Request(None, {}, reader, NullWriter())
     first = await request.send_command("STREAM FILE hello \"\"")
     assert first.get("error") == "AGIResultHangup"  # the real reply is left unread
 
