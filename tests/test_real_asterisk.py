@@ -26,6 +26,7 @@ from hotline.app import Backends, HotlineService, open_backends
 from hotline.settings import CONFIG_DIR, Settings
 from ivr.menu import load_ivr_config
 from ivr.server import FastAgiServer
+from tests.sip_uac import SipCall
 
 pytestmark = [pytest.mark.asterisk, pytest.mark.asyncio(loop_scope="session")]
 
@@ -245,6 +246,28 @@ async def test_fastagi_down_fallback_still_queues(
     assert abs(int(log["CONNECT"][0]) - call["wait_seconds"]) <= 1
     complete = log.get("COMPLETEAGENT") or log["COMPLETECALLER"]
     assert abs(int(complete[1]) - call["talk_seconds"]) <= 1
+
+
+async def test_sip_call_through_the_citizens_trunk(
+    service: HotlineService, asterisk: sandbox.SandboxSpec, pg_pool: asyncpg.Pool
+) -> None:
+    """A real SIP INVITE to PJSIP (digest auth, caller id from P-Asserted-Identity)."""
+    number = unique_number()
+    async with SipCall(asterisk.sip_port, "citizens-trunk", asterisk.sip_password,
+                       number, "Оксана Ткаченко") as call:
+        await call.place()
+        await asyncio.sleep(1.5)  # hangs up during the greeting
+        assert await call.hang_up() == 200
+    assert 401 in call.seen  # the trunk had to authenticate
+    record = await wait_for_call(pg_pool, number)
+    assert record["channel"].startswith("PJSIP/citizens-trunk-")
+    assert record["caller_name"] == "Оксана Ткаченко"
+    assert record["outcome"] == "ivr_only"
+
+    async with SipCall(asterisk.sip_port, "citizens-trunk", "a-wrong-password",
+                       unique_number(), "Зловмисник") as intruder:
+        with pytest.raises(PermissionError):
+            await intruder.place()
 
 
 async def test_asterisk_restart_keeps_call_keys_unique(
