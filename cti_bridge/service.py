@@ -8,7 +8,6 @@ database outage delays records but never loses them, and never stalls AMI.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import time
 from datetime import UTC, datetime
@@ -22,6 +21,7 @@ from cti_bridge.call_tracker import CallTracker
 from cti_bridge.operator_states import EVENTS as OPERATOR_EVENTS
 from cti_bridge.operator_states import OperatorStateTracker
 from cti_bridge.web import LIVE_CHANNEL, QUEUES_KEY
+from hotline.aio import cancel_and_wait
 from hotline.domain import CallRecord, CallSink, LiveBus, OperatorStateSink
 from hotline.logs import get_logger, mask_phone
 
@@ -89,11 +89,8 @@ class CtiService:
         self._poller = asyncio.create_task(self._poll_queues(), name="queue-summary-poller")
 
     async def stop(self) -> None:
-        if self._poller is not None:
-            self._poller.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._poller
-            self._poller = None
+        await cancel_and_wait(self._poller)
+        self._poller = None
         await self._ami.close()
 
     async def _on_connected(self, *_: Any) -> None:

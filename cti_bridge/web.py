@@ -25,6 +25,7 @@ from aiohttp.http_exceptions import HttpProcessingError
 from crm_sync.call_store import PostgresCallStore
 from crm_sync.operators import MAX_LOGIN, MAX_PASSWORD, authenticate, is_valid_login
 from cti_bridge.auth import SESSION_TTL_SECONDS, Principal, SessionStore
+from hotline.aio import cancel_and_wait
 from hotline.logs import get_logger, mask_phone
 
 LIVE_CHANNEL = "hotline:live"
@@ -296,9 +297,7 @@ async def ws_live(request: web.Request) -> web.WebSocketResponse:
                 if msg.type in (WSMsgType.ERROR, WSMsgType.CLOSE):
                     break
         finally:
-            forwarder.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await forwarder
+            await cancel_and_wait(forwarder)
     finally:
         with contextlib.suppress(OSError, aioredis.RedisError):
             await pubsub.aclose()  # type: ignore[no-untyped-call]

@@ -8,7 +8,6 @@ and stops them in reverse order, awaiting every task it started.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -42,6 +41,7 @@ from ivr.menu import load_ivr_config
 from ivr.server import FastAgiServer
 
 log = get_logger("hotline.app")
+STOP_TIMEOUT_SECONDS = 15.0
 
 
 class RedisUnavailable(Exception):
@@ -208,8 +208,11 @@ class HotlineService:
         steps.append(("bus", self.bus.close()))
         for name, step in steps:
             try:
-                await step
-            except Exception as exc:  # one part failing to stop must not keep others running
+                # A part that does not stop in time must not keep the others running.
+                await asyncio.wait_for(step, STOP_TIMEOUT_SECONDS)
+            except TimeoutError:
+                log.error("stop_timed_out", part=name, seconds=STOP_TIMEOUT_SECONDS)
+            except Exception as exc:
                 log.warning("stop_failed", part=name, error=str(exc))
         self.web_runner = self.cti = self.agi_server = None
         self.call_sink = self.operator_states = self.journal = None
@@ -220,5 +223,4 @@ async def run_until_stopped(service: HotlineService, stop: asyncio.Event) -> Non
     try:
         await stop.wait()
     finally:
-        with contextlib.suppress(asyncio.CancelledError):
-            await service.stop()
+        await service.stop()
