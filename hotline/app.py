@@ -8,6 +8,7 @@ and stops them in reverse order, awaiting every task it started.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -132,7 +133,7 @@ async def open_backends(settings: Settings) -> Backends:
         opened = True
     finally:
         if not opened:
-            await database.pool.close()
+            await close_pool(database.pool)
             for server_ in reversed(embedded):
                 await asyncio.to_thread(server_.release)
     return Backends(database.pool, redis, database.url, redis_url, embedded)
@@ -202,24 +203,24 @@ class HotlineService:
 
     async def stop(self) -> None:
         """Reverse order of start; each part is stopped even if another fails."""
-        steps: list[tuple[str, Any]] = []
+        steps: list[tuple[str, Callable[[], Awaitable[Any]]]] = []
         if self.web_runner is not None:
-            steps.append(("web", self.web_runner.cleanup()))
+            steps.append(("web", self.web_runner.cleanup))
         if self.cti is not None:
-            steps.append(("ami", self.cti.stop()))
+            steps.append(("ami", self.cti.stop))
         if self.call_sink is not None:
-            steps.append(("call_sink", self.call_sink.stop()))
+            steps.append(("call_sink", self.call_sink.stop))
         if self.operator_states is not None:
-            steps.append(("operator_states", self.operator_states.stop()))
+            steps.append(("operator_states", self.operator_states.stop))
         if self.agi_server is not None:
-            steps.append(("agi", self.agi_server.stop()))
+            steps.append(("agi", self.agi_server.stop))
         if self.journal is not None:
-            steps.append(("journal", self.journal.stop()))
-        steps.append(("bus", self.bus.close()))
+            steps.append(("journal", self.journal.stop))
+        steps.append(("bus", self.bus.close))
         for name, step in steps:
             try:
                 # A part that does not stop in time must not keep the others running.
-                await asyncio.wait_for(step, STOP_TIMEOUT_SECONDS)
+                await asyncio.wait_for(step(), STOP_TIMEOUT_SECONDS)
             except TimeoutError:
                 log.error("stop_timed_out", part=name, seconds=STOP_TIMEOUT_SECONDS)
             except Exception as exc:
