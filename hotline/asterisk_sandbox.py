@@ -25,6 +25,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from hotline.processes import pid_alive
 from hotline.settings import CONFIG_DIR, PROJECT_ROOT
 
 ASTERISK_ETC = PROJECT_ROOT / "asterisk" / "etc"
@@ -222,20 +223,6 @@ def _unmount_proc(root: Path) -> None:
         subprocess.run(["umount", "-l", str(root / "proc")], check=False)
 
 
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    # a zombie child of ours still answers kill(0)
-    with contextlib.suppress(OSError):
-        if Path(f"/proc/{pid}/stat").read_text().split()[2] == "Z":
-            return False
-    return True
-
-
 def sandbox_pids(root: Path, instance: str | None = None) -> list[int]:
     """Asterisk processes running in this chroot (of one instance, if given).
 
@@ -255,7 +242,7 @@ def sandbox_pids(root: Path, instance: str | None = None) -> list[int]:
         except OSError:
             continue
         if argv and argv[0].endswith(b"asterisk") and (marker is None or marker in argv):
-            if _alive(int(entry.name)):
+            if pid_alive(int(entry.name)):
                 pids.append(int(entry.name))
     return sorted(pids)
 
@@ -328,13 +315,13 @@ def down(spec: SandboxSpec, timeout: float = 15.0) -> bool:
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGTERM)
     deadline = time.monotonic() + timeout
-    while any(_alive(pid) for pid in pids) and time.monotonic() < deadline:
+    while any(pid_alive(pid) for pid in pids) and time.monotonic() < deadline:
         for pid in pids:
             with contextlib.suppress(ChildProcessError):
                 os.waitpid(pid, os.WNOHANG)  # reap our own child
         time.sleep(0.1)
     for pid in pids:
-        if _alive(pid):
+        if pid_alive(pid):
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
         with contextlib.suppress(ChildProcessError):

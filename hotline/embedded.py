@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from hotline.logs import get_logger
+from hotline.processes import pid_alive
 
 DEFAULT_DATABASE = "hotline"
 _IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,62}")
@@ -60,7 +61,7 @@ class EmbeddedPostgres:
         process (say ``hotline run --role agi`` beside ``--role ami,web``) still
         uses the same data directory. Blocking."""
         users = self.server.global_process_id_list.get_and_remove(os.getpid())
-        others = [pid for pid in users if pid != os.getpid() and _pid_alive(pid)]
+        others = [pid for pid in users if pid != os.getpid() and pid_alive(pid)]
         if others:
             get_logger("hotline.embedded").info("embedded_postgres_left_running", users=others)
             return
@@ -126,16 +127,6 @@ def _create_database_if_missing(pg: EmbeddedPostgres, database: str) -> None:
     if exists != "1":
         subprocess.run([*psql, "-c", f'CREATE DATABASE "{database}"'],
                        check=True, capture_output=True, text=True, timeout=30)
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 @dataclass
