@@ -42,6 +42,7 @@ cmd="${1:-demo}"
 case "$cmd" in
   demo) exec .venv/bin/hotline demo "$@" ;;
   test) exec .venv/bin/python -m pytest -q "$@" ;;
-  lint) .venv/bin/ruff check . && exec .venv/bin/mypy . ;;
+  lint) .venv/bin/ruff check . && .venv/bin/python -m hotline.devtools.import_rules \
+          && exec .venv/bin/mypy . ;;
   *) exec .venv/bin/hotline "$cmd" "$@" ;;
 esac

@@ -22,11 +22,11 @@ sys.path.insert(0, str(ROOT))
 
 from cti_bridge.ami_protocol import AmiParser  # noqa: E402
 from cti_bridge.call_tracker import CallTracker  # noqa: E402
-from hotline.logs import configure_logging  # noqa: E402
+from hotline.core.logs import configure_logging  # noqa: E402
 from ivr.flows import build_routes  # noqa: E402
 from ivr.menu import load_ivr_config  # noqa: E402
 from ivr.server import FastAgiServer  # noqa: E402
-from tests.fake_agi_client import FakeAsterisk, menu_responder  # noqa: E402
+from tests.support.fake_agi_client import FakeAsterisk, menu_responder  # noqa: E402
 
 FIXTURES = ROOT / "tests" / "fixtures" / "ami"
 CHUNK = 1460

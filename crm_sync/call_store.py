@@ -17,8 +17,9 @@ from typing import Any, Generic, TypeVar
 import asyncpg
 
 from crm_sync.db import DatabaseUnavailable
-from hotline.domain import CallRecord, CallSink, IvrJournal, IvrStep
-from hotline.logs import get_logger
+from hotline.core.logs import get_logger
+from hotline.core.ports import CallSink, IvrJournal
+from hotline.core.records import CallRecord, IvrStep
 
 ACQUIRE_TIMEOUT = 10.0
 
@@ -55,7 +56,7 @@ _ATTEMPT_COLUMNS = """seq, queue, entered_at, answered_at, left_at, position, wa
 
 
 class PostgresCallStore:
-    """:class:`~hotline.domain.CallSink` on the ``calls`` and ``queue_attempts`` tables."""
+    """:class:`~hotline.core.ports.CallSink` on the ``calls`` and ``queue_attempts`` tables."""
 
     def __init__(self, pool: asyncpg.Pool) -> None:
         self._pool = pool
@@ -106,7 +107,7 @@ class PostgresCallStore:
 
 
 class PostgresIvrJournal:
-    """:class:`~hotline.domain.IvrJournal` on ``ivr_steps``; a repeated step is written once."""
+    """:class:`~hotline.core.ports.IvrJournal` on ``ivr_steps``; a repeated step is written once."""
 
     def __init__(self, pool: asyncpg.Pool) -> None:
         self._pool = pool
@@ -267,7 +268,7 @@ class RetryingPort(Generic[T]):
 
 
 class RetryingCallSink(RetryingPort[CallRecord]):
-    """A :class:`~hotline.domain.CallSink` that survives a database outage.
+    """A :class:`~hotline.core.ports.CallSink` that survives a database outage.
 
     Logs ``call_store_unavailable`` once per outage and ``call_store_recovered``.
     """
@@ -284,7 +285,7 @@ class RetryingCallSink(RetryingPort[CallRecord]):
 
 
 class RetryingIvrJournal(RetryingPort[IvrStep]):
-    """The same for the :class:`~hotline.domain.IvrJournal` (every step is kept)."""
+    """The same for the :class:`~hotline.core.ports.IvrJournal` (every step is kept)."""
 
     def __init__(self, inner: IvrJournal, *, max_buffer: int = 100_000,
                  initial_delay: float = 0.2, max_delay: float = 5.0) -> None:

@@ -8,10 +8,12 @@ from urllib.parse import parse_qs, urlsplit, urlunsplit
 
 import asyncpg
 
+from hotline.core.errors import UnavailableError
+
 CONNECT_TIMEOUT = 5.0
 
 
-class DatabaseUnavailable(Exception):
+class DatabaseUnavailable(UnavailableError):
     """The case store cannot be reached. The message is one line, names the
     host or socket and database, and never contains the password."""
 

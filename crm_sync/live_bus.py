@@ -22,7 +22,7 @@ from typing import Any
 import redis.asyncio as redis
 from redis.exceptions import RedisError
 
-from hotline.logs import get_logger
+from hotline.core.logs import get_logger
 
 
 @dataclass(frozen=True)
@@ -32,7 +32,7 @@ class BusMessage:
 
 
 class RedisLiveBus:
-    """:class:`~hotline.domain.LiveBus` on Redis pub/sub."""
+    """:class:`~hotline.core.ports.LiveBus` on Redis pub/sub."""
 
     def __init__(self, redis_url: str, *, timeout: float = 2.0) -> None:
         self._redis = redis.Redis.from_url(

@@ -23,7 +23,8 @@ from pathlib import Path
 import asyncpg
 
 from crm_sync.db import DatabaseUnavailable, connect
-from hotline.logs import configure_logging, get_logger
+from hotline.core.errors import HotlineError
+from hotline.core.logs import configure_logging, get_logger
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
 #: Key of the session advisory lock held for the whole run ("1551" + "0001").
@@ -40,7 +41,7 @@ CREATE TABLE IF NOT EXISTS schema_migrations (
 """
 
 
-class MigrationError(Exception):
+class MigrationError(HotlineError):
     error_id = "migration_error"
 
 

@@ -5,7 +5,8 @@ from __future__ import annotations
 import asyncpg
 
 from crm_sync.call_store import RetryingPort, RetryingWriter
-from hotline.domain import OperatorStateChange, OperatorStateSink
+from hotline.core.ports import OperatorStateSink
+from hotline.core.records import OperatorStateChange
 
 
 class PostgresOperatorStates:

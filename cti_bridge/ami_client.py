@@ -29,7 +29,8 @@ from dataclasses import dataclass, field
 from fnmatch import fnmatchcase
 from typing import Any
 
-from hotline.logs import get_logger
+from hotline.core.errors import PeerError
+from hotline.core.logs import get_logger
 
 from .ami_protocol import AmiMessage, AmiParser, encode_action
 
@@ -42,28 +43,43 @@ MAX_RECONNECT_DELAY = 30.0
 _QUEUE_HIGH_WATER = 10_000  # events waiting for slow handlers: worth a warning
 
 
-class AmiError(Exception):
+class AmiError(PeerError):
     """Base of every error this client raises."""
+
+    error_id = "ami_error"
 
 
 class AmiConnectError(AmiError):
     """The TCP connection to AMI could not be made (or broke during login)."""
 
+    error_id = "ami_unreachable"
+    http_status = 503
+
 
 class AmiLoginError(AmiError):
     """Asterisk refused the login (wrong user/secret, ACL)."""
+
+    error_id = "ami_login_refused"
 
 
 class AmiTimeout(AmiError, TimeoutError):
     """No reply to an action within ``action_timeout``."""
 
+    error_id = "ami_timeout"
+    http_status = 504
+
 
 class AmiConnectionLost(AmiError):
     """The link went down (or the client was closed) before the reply came."""
 
+    error_id = "ami_connection_lost"
+    http_status = 503
+
 
 class AmiActionError(AmiError):
     """Asterisk answered ``Response: Error``; the whole reply is in ``reply``."""
+
+    error_id = "ami_action_refused"
 
     def __init__(self, action: str, reply: AmiMessage) -> None:
         super().__init__(f"AMI action {action} failed: {reply.get('Message', '')}")

@@ -30,7 +30,7 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import ClassVar
 
-from hotline.domain import CallOutcome, CallRecord, QueueAttempt
+from hotline.core.records import CallOutcome, CallRecord, QueueAttempt
 
 from .ami_protocol import AmiMessage
 

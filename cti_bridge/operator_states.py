@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from datetime import UTC, datetime
 
-from hotline.domain import OperatorStateChange
+from hotline.core.records import OperatorStateChange
 
 from .ami_protocol import AmiMessage
 

@@ -20,10 +20,11 @@ from cti_bridge.ami_protocol import AmiMessage
 from cti_bridge.call_tracker import CallTracker
 from cti_bridge.operator_states import EVENTS as OPERATOR_EVENTS
 from cti_bridge.operator_states import OperatorStateTracker
-from cti_bridge.web import LIVE_CHANNEL, QUEUES_KEY
-from hotline.aio import cancel_and_wait
-from hotline.domain import CallRecord, CallSink, LiveBus, OperatorStateSink
-from hotline.logs import get_logger, mask_phone
+from hotline.core.aio import cancel_and_wait
+from hotline.core.live import LIVE_CHANNEL, QUEUES_KEY, call_event, queues_event
+from hotline.core.logs import get_logger
+from hotline.core.ports import CallSink, LiveBus, OperatorStateSink
+from hotline.core.records import CallRecord
 
 log = get_logger("cti_bridge.service")
 
@@ -35,21 +36,6 @@ def boot_epoch_from_core_status(reply: AmiMessage) -> int:
         raise ValueError("CoreStatus reply without CoreStartupDate/CoreStartupTime")
     started = datetime.strptime(f"{date} {clock}", "%Y-%m-%d %H:%M:%S")
     return int(time.mktime(started.timetuple()))
-
-
-def call_summary(record: CallRecord) -> dict[str, Any]:
-    """What browsers get on the live feed: no full phone numbers."""
-    return {
-        "type": "call",
-        "call_key": record.call_key,
-        "outcome": str(record.outcome),
-        "queue": record.queue,
-        "ivr_choice": record.ivr_choice,
-        "wait_seconds": record.wait_seconds,
-        "talk_seconds": record.talk_seconds,
-        "operator": record.operator_name,
-        "caller": mask_phone(record.caller_number),
-    }
 
 
 class CtiService:
@@ -153,7 +139,7 @@ class CtiService:
                 caller=record.caller_number,
             )
         try:
-            await self._bus.publish(LIVE_CHANNEL, call_summary(record))
+            await self._bus.publish(LIVE_CHANNEL, call_event(record))
         except (OSError, aioredis.RedisError) as exc:
             log.warning("live_publish_failed", error=str(exc))
 
@@ -164,7 +150,7 @@ class CtiService:
                 if self._ami.connected:
                     summary = await self.queue_summary()
                     await self._redis.set(QUEUES_KEY, json.dumps(summary), ex=60)
-                    await self._bus.publish(LIVE_CHANNEL, {"type": "queues"})
+                    await self._bus.publish(LIVE_CHANNEL, queues_event())
             except (AmiError, OSError, aioredis.RedisError) as exc:
                 log.warning("queue_summary_failed", error=str(exc))
             await asyncio.sleep(self._poll_seconds)

@@ -28,15 +28,16 @@ from crm_sync.operator_states import PostgresOperatorStates, RetryingOperatorSta
 from cti_bridge.ami_client import AmiClient
 from cti_bridge.call_tracker import CallTracker
 from cti_bridge.service import CtiService
-from cti_bridge.web import build_web_app
-from hotline.embedded import (
+from hotline.core.errors import UnavailableError
+from hotline.core.logs import get_logger
+from hotline.devtools.embedded import (
     EmbeddedPostgres,
     EmbeddedRedis,
     start_embedded_postgres,
     start_embedded_redis,
 )
-from hotline.logs import get_logger
-from hotline.settings import CONFIG_DIR, Settings
+from hotline.settings import PROCESS_ROLES, Settings
+from hotline.web.app import build_web_app
 from ivr.flows import build_routes
 from ivr.menu import load_ivr_config
 from ivr.server import FastAgiServer
@@ -45,8 +46,10 @@ log = get_logger("hotline.app")
 STOP_TIMEOUT_SECONDS = 15.0
 
 
-class RedisUnavailable(Exception):
+class RedisUnavailable(UnavailableError):
     """Redis cannot be reached; the message names where we looked."""
+
+    error_id = "redis_unavailable"
 
 
 async def close_pool(pool: asyncpg.Pool, timeout: float = STOP_TIMEOUT_SECONDS) -> None:
@@ -139,8 +142,17 @@ async def open_backends(settings: Settings) -> Backends:
     return Backends(database.pool, redis, database.url, redis_url, embedded)
 
 
+#: Stops registered while starting, run in reverse order.
+StopStep = tuple[str, Callable[[], Awaitable[Any]]]
+
+
 class HotlineService:
-    """The roles of one process, started over shared backends."""
+    """The roles of one process, started over shared backends.
+
+    Each role is one entry of :data:`PARTS`: a function that starts it and
+    registers how to stop each thing it started. Stopping runs those in reverse
+    order, each within :data:`STOP_TIMEOUT_SECONDS`, whatever the others do.
+    """
 
     def __init__(self, settings: Settings, backends: Backends) -> None:
         self.settings = settings
@@ -148,50 +160,17 @@ class HotlineService:
         self.agi_server: FastAgiServer | None = None
         self.cti: CtiService | None = None
         self.web_runner: web.AppRunner | None = None
-        self.call_sink: RetryingCallSink | None = None
-        self.operator_states: RetryingOperatorStates | None = None
-        self.journal: RetryingIvrJournal | None = None
         self.bus = RedisLiveBus(backends.redis_url)
+        self._stops: list[StopStep] = [("bus", self.bus.close)]
+
+    def on_stop(self, name: str, step: Callable[[], Awaitable[Any]]) -> None:
+        self._stops.append((name, step))
 
     async def start(self) -> None:
-        s = self.settings
-        roles = set(s.service.roles)
         started = False
         try:
-            if "agi" in roles:
-                self.journal = RetryingIvrJournal(PostgresIvrJournal(self.backends.pool))
-                self.journal.start()
-                routes = build_routes(
-                    load_ivr_config(CONFIG_DIR / "ivr.toml"), self.journal, s.service.server_id
-                )
-                self.agi_server = FastAgiServer(
-                    routes, s.agi.host, s.agi.port, env_timeout=s.agi.env_timeout
-                )
-                await self.agi_server.start()
-            if "ami" in roles:
-                self.call_sink = RetryingCallSink(PostgresCallStore(self.backends.pool))
-                self.call_sink.start()
-                self.operator_states = RetryingOperatorStates(
-                    PostgresOperatorStates(self.backends.pool)
-                )
-                self.operator_states.start()
-                ami = AmiClient(
-                    s.ami.host, s.ami.port, s.ami.username, s.ami.secret,
-                    action_timeout=s.ami.action_timeout, ping_interval=s.ami.ping_interval,
-                )
-                tracker = CallTracker(s.service.server_id, s.asterisk.inbound_contexts)
-                self.cti = CtiService(
-                    ami, tracker, self.call_sink, self.bus, self.backends.redis,
-                    self.operator_states,
-                )
-                await self.cti.start()
-            if "web" in roles:
-                app = build_web_app(self.backends.pool, self.backends.redis)
-                self.web_runner = web.AppRunner(app, access_log=None)
-                await self.web_runner.setup()
-                site = web.TCPSite(self.web_runner, s.web.host, s.web.port)
-                await site.start()
-                log.info("web_listening", url=self.web_url)
+            for role in self.settings.service.roles:
+                await PARTS[role](self)
             started = True
         finally:
             if not started:
@@ -203,21 +182,8 @@ class HotlineService:
 
     async def stop(self) -> None:
         """Reverse order of start; each part is stopped even if another fails."""
-        steps: list[tuple[str, Callable[[], Awaitable[Any]]]] = []
-        if self.web_runner is not None:
-            steps.append(("web", self.web_runner.cleanup))
-        if self.cti is not None:
-            steps.append(("ami", self.cti.stop))
-        if self.call_sink is not None:
-            steps.append(("call_sink", self.call_sink.stop))
-        if self.operator_states is not None:
-            steps.append(("operator_states", self.operator_states.stop))
-        if self.agi_server is not None:
-            steps.append(("agi", self.agi_server.stop))
-        if self.journal is not None:
-            steps.append(("journal", self.journal.stop))
-        steps.append(("bus", self.bus.close))
-        for name, step in steps:
+        while self._stops:
+            name, step = self._stops.pop()
             try:
                 # A part that does not stop in time must not keep the others running.
                 await asyncio.wait_for(step(), STOP_TIMEOUT_SECONDS)
@@ -226,7 +192,60 @@ class HotlineService:
             except Exception as exc:
                 log.warning("stop_failed", part=name, error=str(exc))
         self.web_runner = self.cti = self.agi_server = None
-        self.call_sink = self.operator_states = self.journal = None
+
+
+async def _start_agi(service: HotlineService) -> None:
+    s = service.settings
+    journal = RetryingIvrJournal(PostgresIvrJournal(service.backends.pool))
+    journal.start()
+    service.on_stop("journal", journal.stop)
+    routes = build_routes(load_ivr_config(s.config_path / "ivr.toml"), journal, s.service.server_id)
+    service.agi_server = FastAgiServer(
+        routes, s.agi.host, s.agi.port, env_timeout=s.agi.env_timeout
+    )
+    await service.agi_server.start()
+    service.on_stop("agi", service.agi_server.stop)
+
+
+async def _start_ami(service: HotlineService) -> None:
+    s = service.settings
+    pool = service.backends.pool
+    call_sink = RetryingCallSink(PostgresCallStore(pool))
+    call_sink.start()
+    service.on_stop("call_sink", call_sink.stop)
+    operator_states = RetryingOperatorStates(PostgresOperatorStates(pool))
+    operator_states.start()
+    service.on_stop("operator_states", operator_states.stop)
+    ami = AmiClient(
+        s.ami.host, s.ami.port, s.ami.username, s.ami.secret,
+        action_timeout=s.ami.action_timeout, ping_interval=s.ami.ping_interval,
+    )
+    tracker = CallTracker(s.service.server_id, s.asterisk.inbound_contexts)
+    service.cti = CtiService(
+        ami, tracker, call_sink, service.bus, service.backends.redis, operator_states
+    )
+    await service.cti.start()
+    service.on_stop("ami", service.cti.stop)
+
+
+async def _start_web(service: HotlineService) -> None:
+    s = service.settings
+    app = build_web_app(service.backends.pool, service.backends.redis)
+    service.web_runner = web.AppRunner(app, access_log=None)
+    await service.web_runner.setup()
+    service.on_stop("web", service.web_runner.cleanup)
+    await web.TCPSite(service.web_runner, s.web.host, s.web.port).start()
+    log.info("web_listening", url=service.web_url)
+
+
+#: Every role a process can run: adding one is one entry here and its name in
+#: ``hotline.settings.ROLES`` (a test keeps the two equal).
+PARTS: dict[str, Callable[[HotlineService], Awaitable[None]]] = {
+    "agi": _start_agi,
+    "ami": _start_ami,
+    "web": _start_web,
+}
+assert tuple(PARTS) == PROCESS_ROLES, "hotline.settings.PROCESS_ROLES and PARTS differ"
 
 
 async def run_until_stopped(service: HotlineService, stop: asyncio.Event) -> None:

@@ -20,7 +20,8 @@ import tomllib
 from pathlib import Path
 from typing import Any
 
-from hotline.logs import configure_logging, get_logger
+from hotline.core.errors import HotlineError
+from hotline.core.logs import configure_logging, get_logger
 from hotline.settings import Settings, SettingsError, load_settings
 
 EXIT_ERROR = 2
@@ -47,7 +48,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     run = sub.add_parser("run", help="run the service (FastAGI, AMI, web)")
-    run.add_argument("--role", help="comma-separated roles to run: agi,ami,web (default all)")
+    run.add_argument("--role", dest="process_roles",
+                     help="comma-separated roles to run: agi,ami,web (default all)")
 
     sub.add_parser("migrate", help="apply database migrations and seed the taxonomy")
 
@@ -79,8 +81,8 @@ def main(argv: list[str] | None = None) -> int:
         overrides: dict[str, Any] = _parse_sets(args.set)
         if args.log_format:
             overrides["service.log_format"] = args.log_format
-        if getattr(args, "role", None):
-            overrides["service.roles"] = args.role
+        if getattr(args, "process_roles", None):
+            overrides["service.roles"] = args.process_roles
         settings = load_settings(args.config, overrides=overrides)
         configure_logging(settings.service.log_format, settings.service.log_level)
         return _dispatch(args, settings)
@@ -96,20 +98,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def _expected_error(exc: Exception) -> str | None:
     """The one-line message for failures a person can fix; None for bugs."""
-    from crm_sync.db import DatabaseUnavailable
-    from crm_sync.migrate import MigrationError
-    from crm_sync.operators import OperatorError
-    from cti_bridge.ami_client import AmiConnectError, AmiLoginError
-    from hotline.app import RedisUnavailable
-    from hotline.asterisk_sandbox import SandboxError
-    from hotline.embedded import EmbeddedServiceError
-    from ivr.menu import IvrConfigError
-
-    expected = (
-        SettingsError, DatabaseUnavailable, MigrationError, AmiConnectError, AmiLoginError,
-        RedisUnavailable, SandboxError, EmbeddedServiceError, IvrConfigError, OperatorError,
-    )
-    if isinstance(exc, expected):
+    if isinstance(exc, HotlineError):
         return str(exc)
     if isinstance(exc, OSError) and exc.errno is not None:
         return f"{exc.strerror}: {exc.filename or ''}".rstrip(": ")
@@ -169,7 +158,7 @@ def _fill_ami_secret(settings: Settings) -> None:
 
 
 def sandbox_spec(settings: Settings) -> Any:
-    from hotline.asterisk_sandbox import SandboxSpec
+    from hotline.devtools.asterisk_sandbox import SandboxSpec
 
     values = instance_secrets(settings, settings.asterisk.instance)
     return SandboxSpec(
@@ -189,7 +178,7 @@ def sandbox_spec(settings: Settings) -> Any:
 
 
 def _asterisk(action: str, settings: Settings) -> int:
-    from hotline import asterisk_sandbox as sandbox
+    from hotline.devtools import asterisk_sandbox as sandbox
 
     spec = sandbox_spec(settings)
     if action == "up":
@@ -225,7 +214,7 @@ async def _migrate(settings: Settings) -> int:
 
 
 async def _user_add(args: argparse.Namespace, settings: Settings) -> int:
-    from crm_sync.operators import upsert_operator
+    from crm_sync.people import upsert_operator
     from hotline.app import open_database
 
     password = os.environ.get(args.password_env) or getpass.getpass(f"password for {args.login}: ")
@@ -265,11 +254,11 @@ async def _run(settings: Settings) -> int:
 
 async def _demo(args: argparse.Namespace, settings: Settings) -> int:
     from crm_sync.migrate import migrate
-    from crm_sync.operators import upsert_operator
+    from crm_sync.people import upsert_operator
     from crm_sync.taxonomy import seed_taxonomy
-    from hotline import asterisk_sandbox as sandbox
-    from hotline import simulator
     from hotline.app import HotlineService, open_backends
+    from hotline.devtools import asterisk_sandbox as sandbox
+    from hotline.devtools import simulator
 
     log = get_logger("hotline.demo")
     values = instance_secrets(settings, settings.asterisk.instance)

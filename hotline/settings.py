@@ -16,22 +16,30 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from hotline.core.errors import ConfigError
+
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
+#: The configuration shipped beside the code; ``service.config_dir`` (or
+#: ``HOTLINE_SERVICE_CONFIG_DIR``) points elsewhere, e.g. ``/etc/hotline``.
 CONFIG_DIR = PROJECT_ROOT / "config"
 DEFAULT_CONFIG_FILE = CONFIG_DIR / "hotline.toml"
-ROLES = ("agi", "ami", "web")
+#: The roles a process can run (people's roles are ``hotline.core.people.PROCESS_ROLES``).
+PROCESS_ROLES = ("agi", "ami", "web")
 SECRET_KEYS = frozenset({"ami.secret", "database.url", "redis.url"})
 
 
-class SettingsError(Exception):
+class SettingsError(ConfigError):
     """A setting is missing or malformed; the message names the key."""
+
+    error_id = "setting_invalid"
 
 
 @dataclass
 class ServiceSettings:
     server_id: str = "hotline-1"
-    roles: list[str] = field(default_factory=lambda: list(ROLES))
+    roles: list[str] = field(default_factory=lambda: list(PROCESS_ROLES))
     state_dir: str = ""  # empty: /var/lib/hotline as root, ~/.local/state/hotline otherwise
+    config_dir: str = ""  # empty: the config/ folder shipped with the code
     log_format: str = "console"
     log_level: str = "info"
 
@@ -88,6 +96,11 @@ class Settings:
     database: DatabaseSettings = field(default_factory=DatabaseSettings)
     redis: RedisSettings = field(default_factory=RedisSettings)
     asterisk: AsteriskSettings = field(default_factory=AsteriskSettings)
+
+    @property
+    def config_path(self) -> Path:
+        """The folder of ``ivr.toml``, ``queues.toml``, ``prompts.toml``, ``seed/``."""
+        return Path(self.service.config_dir) if self.service.config_dir else CONFIG_DIR
 
     @property
     def state_path(self) -> Path:
@@ -188,10 +201,10 @@ def _validate(s: Settings) -> None:
     ):
         if not 0 <= port <= 65535:
             raise SettingsError(f"{key}: expected a port 0-65535, got {port}")
-    unknown = [r for r in s.service.roles if r not in ROLES]
+    unknown = [r for r in s.service.roles if r not in PROCESS_ROLES]
     if unknown or not s.service.roles:
         raise SettingsError(
-            f"service.roles: expected some of {', '.join(ROLES)}, got {s.service.roles!r}"
+            f"service.roles: expected some of {', '.join(PROCESS_ROLES)}, got {s.service.roles!r}"
         )
     if s.service.log_format not in {"console", "json"}:
         raise SettingsError(

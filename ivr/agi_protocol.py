@@ -14,20 +14,28 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from urllib.parse import parse_qsl, urlsplit
 
+from hotline.core.errors import PeerError
 
-class AgiError(Exception):
+
+class AgiError(PeerError):
     """Base of everything a FastAGI session can raise."""
+
+    error_id = "agi_error"
 
 
 class AgiHangup(AgiError):
     """The channel is gone: ``HANGUP`` seen, a 511 reply, or the socket closed."""
 
+    error_id = "agi_hangup"
+
 
 class AgiCommandError(AgiError):
     """Asterisk rejected a command: 510 (unknown) or 520 (usage, text in ``usage``)."""
 
+    error_id = "agi_command_refused"
+
     def __init__(self, message: str, code: int, usage: str = "") -> None:
-        super().__init__(message)
+        super().__init__(message, details={"code": code})
         self.code = code
         self.usage = usage
 
@@ -35,9 +43,13 @@ class AgiCommandError(AgiError):
 class AgiProtocolError(AgiError):
     """The peer sent something that is not AGI (a remote error, not ours)."""
 
+    error_id = "agi_protocol_error"
+
 
 class AgiTimeout(AgiError):
     """Asterisk did not answer a command in time."""
+
+    error_id = "agi_timeout"
 
 
 HANGUP_LINE = "HANGUP"

@@ -13,6 +13,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from hotline.core.errors import ConfigError
+
 DEFAULT_CONFIG_PATH = Path(__file__).resolve().parents[1] / "config" / "ivr.toml"
 
 _SOUND = re.compile(r"^[A-Za-z0-9_-]+(?:/[A-Za-z0-9_.-]+)*$")  # no spaces, quotes or ".."
@@ -20,8 +22,10 @@ _QUEUE = re.compile(r"^[a-z][a-z0-9_-]*$")
 _DIGITS = frozenset("0123456789*#")
 
 
-class IvrConfigError(ValueError):
+class IvrConfigError(ConfigError, ValueError):
     """The IVR configuration is unusable; the message names the bad key."""
+
+    error_id = "ivr_config_invalid"
 
 
 @dataclass(frozen=True)

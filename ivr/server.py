@@ -14,7 +14,7 @@ import contextlib
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
-from hotline.logs import get_logger
+from hotline.core.logs import get_logger
 from ivr.agi_protocol import (
     AgiCommandError,
     AgiEnvironment,

@@ -19,7 +19,7 @@ import os
 import shutil
 import tempfile
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import asyncpg
@@ -29,9 +29,8 @@ import redis.asyncio as aioredis
 
 from crm_sync.db import create_pool, drop_database, ensure_database
 from crm_sync.migrate import migrate
-from hotline.embedded import astart_embedded_postgres, start_embedded_redis
-
-MakeDatabase = Callable[[str], Awaitable[str]]
+from hotline.devtools.embedded import astart_embedded_postgres, start_embedded_redis
+from tests.support.databases import MakeDatabase
 
 
 @contextlib.contextmanager

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from hotline.domain import IvrJournal
+from hotline.core.ports import IvrJournal
 from ivr.flows.main_menu import ROUTE_NAME as MAIN_MENU_ROUTE
 from ivr.flows.main_menu import make_main_menu
 from ivr.menu import IvrConfig

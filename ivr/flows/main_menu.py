@@ -15,7 +15,8 @@ import asyncio
 from datetime import UTC, datetime
 from typing import Any
 
-from hotline.domain import IvrJournal, IvrStep
+from hotline.core.ports import IvrJournal
+from hotline.core.records import IvrStep
 from ivr.menu import IvrConfig
 from ivr.server import AgiHangup, AgiSession, Route
 

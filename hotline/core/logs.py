@@ -1,0 +1,76 @@
+"""structlog set-up shared by every part of the service.
+
+One event per fact; call context (uniqueid, linkedid, appeal id) is bound by the
+caller with ``log.bind(...)``. Citizens' phone numbers never reach a log line
+unmasked: any key named in ``PHONE_KEYS`` is masked by a processor, so a
+forgotten ``mask_phone`` call cannot leak one.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from collections.abc import MutableMapping
+from typing import Any
+
+import structlog
+
+from hotline.core.privacy import mask_phone
+
+PHONE_KEYS = frozenset(
+    {"phone", "caller", "callerid", "caller_number", "calleridnum", "msisdn", "citizen_phone"}
+)
+SECRET_KEYS = frozenset({"secret", "password", "token", "database_url", "redis_url"})
+def _mask_processor(
+    _logger: Any, _method: str, event_dict: MutableMapping[str, Any]
+) -> MutableMapping[str, Any]:
+    for key in list(event_dict):
+        lowered = key.lower()
+        if lowered in PHONE_KEYS and isinstance(event_dict[key], str):
+            event_dict[key] = mask_phone(event_dict[key])
+        elif lowered in SECRET_KEYS:
+            event_dict[key] = "***"
+    return event_dict
+
+
+class _StderrLogger:
+    """Writes to whatever ``sys.stderr`` is at the time of writing (a stream
+    captured at configuration time may be closed later, e.g. under pytest)."""
+
+    def __init__(self, *_args: Any) -> None:
+        pass
+
+    def msg(self, message: str) -> None:
+        print(message, file=sys.stderr, flush=True)
+
+    log = debug = info = warn = warning = error = critical = exception = fatal = msg
+
+
+def configure_logging(fmt: str = "console", level: str = "info") -> None:
+    """``fmt`` is ``console`` (for people) or ``json`` (for machines)."""
+    renderer: Any
+    if fmt == "json":
+        renderer = structlog.processors.JSONRenderer(ensure_ascii=False)
+    else:
+        renderer = structlog.dev.ConsoleRenderer(colors=sys.stderr.isatty())
+    structlog.configure(
+        processors=[
+            structlog.contextvars.merge_contextvars,
+            structlog.processors.add_log_level,
+            structlog.processors.TimeStamper(fmt="iso", utc=True),
+            _mask_processor,
+            structlog.processors.format_exc_info,
+            renderer,
+        ],
+        wrapper_class=structlog.make_filtering_bound_logger(
+            logging.getLevelNamesMapping()[level.upper()]
+        ),
+        logger_factory=_StderrLogger,
+        cache_logger_on_first_use=False,
+    )
+
+
+def get_logger(name: str, **context: Any) -> Any:
+    """A lazy logger: safe at import time, it picks up ``configure_logging`` later
+    (binding eagerly would freeze the defaults, without phone masking)."""
+    return structlog.get_logger(component=name, **context)

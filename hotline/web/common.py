@@ -1,0 +1,98 @@
+"""What the web modules share: application keys, route declarations, templates, JSON."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from decimal import Decimal
+from functools import cache
+from html import escape
+from importlib import resources
+from typing import Any
+
+import asyncpg
+import redis.asyncio as aioredis
+from aiohttp import web
+
+from hotline.core.errors import HotlineError
+from hotline.core.people import Principal
+from hotline.web.sessions import SessionStore
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+POOL = web.AppKey("pool", asyncpg.Pool)
+REDIS = web.AppKey("redis", aioredis.Redis)
+SESSIONS = web.AppKey("sessions", SessionStore)
+ROUTE_ROLES: web.AppKey[dict[str, tuple[str, ...]]] = web.AppKey("route_roles", dict)
+#: Where the middleware leaves who is signed in (``web.RequestKey`` since aiohttp 3.13).
+PRINCIPAL: Any = (
+    web.RequestKey("principal", Principal) if hasattr(web, "RequestKey") else "principal"
+)
+
+
+@dataclass(frozen=True)
+class Route:
+    """One route of a web module; ``roles`` None means public on purpose."""
+
+    method: str
+    path: str
+    handler: Handler
+    roles: Sequence[str] | None
+
+
+def principal(request: web.Request) -> Principal:
+    who: Principal = request[PRINCIPAL]
+    return who
+
+
+def is_api(request: web.Request) -> bool:
+    return request.path.startswith(("/api/", "/ws/"))
+
+
+@cache
+def template(name: str) -> str:
+    """A page template shipped as package data (``{{name}}`` placeholders)."""
+    return resources.files("hotline.web").joinpath("templates", name).read_text("utf-8")
+
+
+def render(template_name: str, **values: str) -> str:
+    """The template with each ``{{key}}`` replaced by its value, HTML-escaped."""
+    text = template(template_name)
+    for key, value in values.items():
+        text = text.replace("{{" + key + "}}", escape(value))
+    return text
+
+
+def html_response(
+    text: str, status: int = 200, headers: dict[str, str] | None = None
+) -> web.Response:
+    return web.Response(text=text, status=status, content_type="text/html", headers=headers)
+
+
+def dumps(obj: Any) -> str:
+    return json.dumps(obj, default=_json_default, ensure_ascii=False)
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, datetime):
+        return value.isoformat()
+    if isinstance(value, timedelta):
+        return value.total_seconds()
+    if isinstance(value, Decimal):
+        return float(value)
+    return str(value)
+
+
+def json_response(data: Any, status: int = 200) -> web.Response:
+    return web.json_response(data, status=status, dumps=dumps)
+
+
+def error_response(error: HotlineError) -> web.Response:
+    """The JSON answer for an error of the tree: ``{"error": id, "message": …}``."""
+    response = json_response(error.to_json(), status=error.http_status)
+    retry_after = getattr(error, "retry_after", None)
+    if retry_after is not None:
+        response.headers["Retry-After"] = str(retry_after)
+    return response

@@ -1,0 +1,142 @@
+"""The ``hotline`` command's failure modes: one clear line and a non-zero exit,
+never a traceback — a malformed setting, a database that is not there, an AMI
+that refuses the login. Run as real subprocesses, as a person would run them."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import pytest
+
+from tests.support.fake_ami_server import FakeAmiServer
+
+pytestmark = pytest.mark.asyncio(loop_scope="session")
+
+
+async def run_hotline(
+    *args: str, env: dict[str, str] | None = None, timeout: float = 60.0
+) -> tuple[int, str, str]:
+    full_env = {k: v for k, v in os.environ.items() if not k.startswith("HOTLINE_")}
+    full_env.pop("DATABASE_URL", None)
+    full_env.pop("REDIS_URL", None)
+    full_env.update(env or {})
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "hotline.cli", *args,
+        env=full_env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )
+    out, err = await asyncio.wait_for(proc.communicate(), timeout)
+    assert proc.returncode is not None
+    return proc.returncode, out.decode(), err.decode()
+
+
+def assert_one_error_line(stderr: str, *expected: str) -> str:
+    assert "Traceback" not in stderr, stderr
+    lines = [line for line in stderr.splitlines() if line.startswith("hotline: error:")]
+    assert len(lines) == 1, stderr
+    for text in expected:
+        assert text in lines[0], lines[0]
+    return lines[0]
+
+
+async def test_malformed_setting_on_command_line() -> None:
+    code, _, err = await run_hotline("--set", "ami.port=abc", "config")
+    assert code == 2
+    assert_one_error_line(err, "ami.port", "expected an integer", "'abc'")
+
+
+async def test_malformed_setting_in_environment() -> None:
+    code, _, err = await run_hotline("config", env={"HOTLINE_WEB_PORT": "70000"})
+    assert code == 2
+    assert_one_error_line(err, "web.port", "0-65535")
+
+
+async def test_malformed_config_file(tmp_path: Path) -> None:
+    bad = tmp_path / "hotline.toml"
+    bad.write_text("[ami]\nport = \n")
+    code, _, err = await run_hotline("--config", str(bad), "config")
+    assert code == 2
+    assert_one_error_line(err, "not valid TOML")
+
+
+async def test_secret_in_config_file_is_refused(tmp_path: Path) -> None:
+    cfg = tmp_path / "hotline.toml"
+    cfg.write_text('[ami]\nsecret = "hunter2"\n')
+    code, _, err = await run_hotline("--config", str(cfg), "config")
+    assert code == 2
+    line = assert_one_error_line(err, "ami.secret", "HOTLINE_AMI_SECRET")
+    assert "hunter2" not in line
+
+
+async def test_config_prints_settings_without_secrets() -> None:
+    code, out, _ = await run_hotline(
+        "config",
+        env={"HOTLINE_AMI_SECRET": "topsecret", "DATABASE_URL": "postgresql://u:pw@db/x"},
+    )
+    assert code == 0
+    assert '"port": 15038' in out
+    assert "topsecret" not in out and "pw@" not in out
+
+
+async def test_database_not_there() -> None:
+    code, _, err = await run_hotline(
+        "migrate",
+        env={"DATABASE_URL": "postgresql://hotline:pa55word@127.0.0.1:1/hotline",
+             "REDIS_URL": "redis://127.0.0.1:1/0"},
+    )
+    assert code == 2
+    line = assert_one_error_line(err, "database", "127.0.0.1:1")
+    assert "pa55word" not in line
+
+
+async def test_ami_refuses_login(pg_url: str, redis_url: str) -> None:
+    ami = FakeAmiServer(username="hotline", secret="the-right-one")
+    port = await ami.start()
+    try:
+        code, _, err = await run_hotline(
+            "run", "--role", "ami",
+            env={
+                "DATABASE_URL": pg_url,
+                "REDIS_URL": redis_url,
+                "HOTLINE_AMI_PORT": str(port),
+                "HOTLINE_AMI_SECRET": "a-wrong-one",
+            },
+        )
+    finally:
+        await ami.stop()
+    assert code == 2
+    line = assert_one_error_line(err, "login")
+    assert "a-wrong-one" not in line
+
+
+async def test_ami_not_listening(pg_url: str, redis_url: str) -> None:
+    code, _, err = await run_hotline(
+        "run", "--role", "ami",
+        env={"DATABASE_URL": pg_url, "REDIS_URL": redis_url,
+             "HOTLINE_AMI_PORT": "1", "HOTLINE_AMI_SECRET": "x"},
+    )
+    assert code == 2
+    assert_one_error_line(err, "127.0.0.1:1")
+
+
+async def test_two_migrates_at_once_leave_one_schema(make_database: Any) -> None:
+    url = await make_database("cli_migrate")
+    env = {"DATABASE_URL": url, "REDIS_URL": "redis://127.0.0.1:1/0"}
+    (code1, out1, err1), (code2, out2, err2) = await asyncio.gather(
+        run_hotline("migrate", env=env), run_hotline("migrate", env=env)
+    )
+    assert (code1, code2) == (0, 0), err1 + err2
+    # exactly one of them applied the schema; the other found it up to date
+    assert sorted(["0001_schema_v1" in out1, "0001_schema_v1" in out2]) == [False, True]
+    conn = await asyncpg.connect(url)
+    try:
+        versions = await conn.fetch("SELECT version FROM schema_migrations ORDER BY version")
+        assert [r["version"] for r in versions] == sorted({r["version"] for r in versions})
+        assert await conn.fetchval("SELECT count(*) FROM spheres") == 10
+        assert await conn.fetchval("SELECT count(*) FROM districts") == 10
+    finally:
+        await conn.close()

@@ -1,0 +1,20 @@
+"""Ports and sandbox instance names of the system tests.
+
+``HOTLINE_TEST_SLOT=N`` (0 by default) shifts every port by ``100·N`` and suffixes
+the Asterisk instance names, so that several checkouts can run the real-Asterisk
+tests on one machine at once.
+"""
+
+from __future__ import annotations
+
+import os
+
+SLOT = int(os.environ.get("HOTLINE_TEST_SLOT", "0"))
+
+
+def port(base: int) -> int:
+    return base + 100 * SLOT
+
+
+def instance(name: str) -> str:
+    return f"{name}{SLOT}" if SLOT else name

@@ -1,0 +1,291 @@
+"""The live call model against the recorded Asterisk 22 transcripts, and the edge cases."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+from cti_bridge.ami_protocol import AmiMessage, AmiParser
+from cti_bridge.call_tracker import EXPIRED, CallTracker
+from hotline.core.records import CallOutcome, CallRecord
+from tests.support.paths import AMI_FIXTURES as FIXTURES
+
+NAME = "Тарас Шевченко"
+BOOT = 1795880000
+T0 = datetime(2026, 11, 28, 15, 53, 30, tzinfo=UTC)
+
+
+class Clock:
+    def __init__(self, now: datetime = T0) -> None:
+        self.now = now
+
+    def __call__(self) -> datetime:
+        return self.now
+
+
+def messages(name: str) -> list[AmiMessage]:
+    return AmiParser().feed((FIXTURES / f"{name}.txt").read_bytes())
+
+
+def tracker(clock: Clock | None = None) -> CallTracker:
+    t = CallTracker("pbx1", ["hotline"], clock=clock or Clock())
+    t.set_boot_epoch(BOOT)
+    return t
+
+
+def replay(t: CallTracker, msgs: list[AmiMessage]) -> list[CallRecord]:
+    return [record for msg in msgs for record in t.handle(msg)]
+
+
+def header(msgs: list[AmiMessage], event: str, key: str) -> str:
+    [value] = [m.get(key) for m in msgs if m.event == event]
+    assert value is not None
+    return value
+
+
+def test_answered_call() -> None:
+    msgs, t = messages("answered"), tracker()
+    emitted = replay(t, msgs)
+    # queue join, operator connected, hangup: few writes, one call
+    assert [r.outcome for r in emitted] == ["in_progress", "in_progress", "answered"]
+    assert {r.call_key for r in emitted} == {f"pbx1:{BOOT}:1795881204.41"}
+    final = emitted[-1]
+    assert final.uniqueid == "1795881204.41"  # the ;2 half: in the queue, queue_log's callid
+    assert final.channel == "Local/1551@hotline-00000014;2"
+    assert final.linkedid == "1795881204.40" and final.linkedids == ["1795881204.40"]
+    assert final.started_at == datetime.fromtimestamp(1795881204, UTC)
+    assert final.caller_number == "380501234567" and final.caller_name == NAME
+    assert final.language == "en"
+    # The fixture's IVR stub stores the routed queue in IVR_CHOICE; the digit (2) is only
+    # in DTMFEnd. The record keeps what the IVR set.
+    [choice] = [m.get("Value") for m in msgs if m.get("Variable") == "IVR_CHOICE"]
+    assert final.ivr_choice == choice == "housing"
+    assert header(msgs, "DTMFEnd", "Digit") == "2"
+    assert final.queue == "housing"
+    assert final.wait_seconds == int(header(msgs, "AgentConnect", "HoldTime")) == 0
+    assert final.talk_seconds == int(header(msgs, "AgentComplete", "TalkTime")) == 3
+    assert final.operator_name == "Operator 101"
+    assert final.operator_interface == "Local/101@sim-agents/n"
+    assert (final.hangup_cause, final.hangup_cause_text) == (16, "Normal Clearing")
+    assert final.answered_at is not None and final.ended_at is not None
+    [attempt] = final.attempts
+    assert (attempt.queue, attempt.position, attempt.outcome) == ("housing", 1, "answered")
+    assert attempt.completed_by == "agent" and attempt.ring_seconds == 0
+    assert attempt.answered_at is not None and attempt.left_at is not None
+    assert t.active_calls == 0  # finished calls are forgotten
+
+
+def test_abandoned_call() -> None:
+    msgs, t = messages("abandoned"), tracker()
+    emitted = replay(t, msgs)
+    assert [r.outcome for r in emitted] == ["in_progress", "abandoned"]
+    final = emitted[-1]
+    assert final.uniqueid == "1795881229.45"
+    assert final.outcome is CallOutcome.ABANDONED
+    assert final.wait_seconds == int(header(msgs, "QueueCallerAbandon", "HoldTime")) == 8
+    assert final.queue == "housing" and final.talk_seconds is None
+    assert final.operator_name is None and final.operator_interface is None
+    assert final.caller_name == NAME and final.ivr_choice == "housing"
+    [attempt] = final.attempts
+    assert attempt.outcome == "abandoned" and attempt.left_at is not None
+    assert t.active_calls == 0
+
+
+def test_ivr_hangup() -> None:
+    t = tracker()
+    [final] = replay(t, messages("ivr_hangup"))
+    assert final.uniqueid == "1795881246.47"
+    assert final.outcome is CallOutcome.IVR_ONLY
+    assert final.queue is None and final.attempts == [] and final.wait_seconds is None
+    assert final.hangup_cause == 16 and final.caller_number == "380501234567"
+    assert t.active_calls == 0
+
+
+def test_three_calls_in_one_stream() -> None:
+    t = tracker()
+    emitted = replay(t, messages("answered") + messages("abandoned") + messages("ivr_hangup"))
+    finals = {r.uniqueid: r.outcome for r in emitted if r.ended_at is not None}
+    assert finals == {
+        "1795881204.41": CallOutcome.ANSWERED,
+        "1795881229.45": CallOutcome.ABANDONED,
+        "1795881246.47": CallOutcome.IVR_ONLY,
+    }
+    assert t.active_calls == 0
+
+
+def test_agent_complete_after_hangup_is_re_emitted() -> None:
+    """app_queue may publish AgentComplete after the caller's Hangup."""
+    msgs = messages("answered")
+    complete = next(i for i, m in enumerate(msgs) if m.event == "AgentComplete")
+    hangup = next(
+        i
+        for i, m in enumerate(msgs)
+        if m.event == "Hangup" and m.get("Uniqueid") == "1795881204.41"
+    )
+    late = msgs[:complete] + msgs[complete + 1 : hangup + 1] + [msgs[complete]] + msgs[hangup + 1 :]
+    t = tracker()
+    emitted = replay(t, late)
+    at_hangup, after = emitted[-2], emitted[-1]
+    assert at_hangup.outcome is CallOutcome.ANSWERED and at_hangup.talk_seconds is None
+    assert after.outcome is CallOutcome.ANSWERED and after.talk_seconds == 3
+    assert after.attempts[0].completed_by == "agent"
+    assert at_hangup.call_key == after.call_key
+    assert t.active_calls == 0
+
+
+def test_lingering_call_forgotten_when_agent_complete_never_comes() -> None:
+    clock = Clock()
+    t = tracker(clock)
+    msgs = [m for m in messages("answered") if m.event != "AgentComplete"]
+    final = replay(t, msgs)[-1]
+    assert final.outcome is CallOutcome.ANSWERED
+    assert t.active_calls == 1  # waiting for a late AgentComplete
+    clock.now += timedelta(seconds=61)
+    assert t.expire() == []  # already emitted at Hangup: just forgotten
+    assert t.active_calls == 0
+
+
+def test_stale_call_expires_during_handle() -> None:
+    clock = Clock()
+    t = tracker(clock)
+    msgs = messages("abandoned")
+    cut = next(i for i, m in enumerate(msgs) if m.event == "QueueCallerJoin")
+    replay(t, msgs[: cut + 1])
+    assert t.active_calls == 1
+    clock.now += timedelta(hours=7)
+    [expired] = t.handle(AmiMessage.of(Event="DeviceStateChange", Device="x"))
+    assert expired.hangup_cause_text == EXPIRED and expired.hangup_cause is None
+    assert expired.outcome is CallOutcome.ABANDONED and expired.ended_at is not None
+    assert t.active_calls == 0
+
+
+def test_asterisk_restart_orphans_calls() -> None:
+    t = tracker()
+    msgs = messages("ivr_hangup")
+    replay(t, msgs[:-5])
+    assert t.active_calls == 1
+    assert t.set_boot_epoch(BOOT) == []  # same boot: nothing happens
+    [orphan] = t.set_boot_epoch(BOOT + 5000)
+    assert orphan.hangup_cause_text == EXPIRED and orphan.call_key == f"pbx1:{BOOT}:1795881246.47"
+    assert t.active_calls == 0
+
+
+def new_channel(uid: str = "1700000000.1", **extra: str) -> AmiMessage:
+    return AmiMessage.of(
+        Event="Newchannel",
+        Channel="PJSIP/trunk-00000001",
+        CallerIDNum="<unknown>",
+        CallerIDName="<unknown>",
+        Context="hotline",
+        Uniqueid=uid,
+        Linkedid=uid,
+        **extra,
+    )
+
+
+def ev(event: str, *pairs: tuple[str, str], uid: str = "1700000000.1", **h: str) -> AmiMessage:
+    return AmiMessage.of(("Event", event), ("Uniqueid", uid), *pairs, **h)
+
+
+def test_sip_call_caller_id_linkedid_and_timestamps() -> None:
+    t = tracker()
+    assert t.handle(new_channel(Timestamp="1700000000.250000")) == []
+    t.handle(ev("NewCallerid", CallerIDNum="<unknown>", CallerIDName="Іван"))
+    t.handle(ev("NewCallerid", CallerIDNum="380441234567", CallerIDName="<unknown>"))
+    t.handle(ev("Newstate", ChannelStateDesc="Up", Timestamp="1700000001.000000"))
+    t.handle(ev("VarSet", Variable="IVR_SOURCE", Value="fallback"))
+    t.handle(ev("VarSet", Variable="IVR_CHOICE", Value="2"))
+    t.handle(ev("Newexten", Linkedid="1700000000.9"))  # a transfer re-linked the call
+    [final] = t.handle(ev("Hangup", ("Cause-txt", "Normal Clearing"), Cause="16"))
+    assert final.started_at == datetime.fromtimestamp(1700000000.25, UTC)
+    assert final.answered_at == datetime.fromtimestamp(1700000001, UTC)
+    assert (final.caller_number, final.caller_name) == ("380441234567", "Іван")
+    assert (final.ivr_source, final.ivr_choice) == ("fallback", "2")
+    assert final.linkedid == "1700000000.9"
+    assert final.linkedids == ["1700000000.1", "1700000000.9"]
+    assert final.outcome is CallOutcome.IVR_ONLY
+
+
+def test_untracked_and_non_inbound_channels_are_ignored() -> None:
+    t = tracker()
+    t.handle(
+        AmiMessage.of(
+            Event="Newchannel", Channel="Local/101@agents-1;2", Context="agents", Uniqueid="9.1"
+        )
+    )
+    t.handle(
+        AmiMessage.of(
+            Event="Newchannel", Channel="Local/1551@hotline-1;1", Context="hotline", Uniqueid="9.2"
+        )
+    )
+    assert t.active_calls == 0
+    assert t.handle(ev("Hangup", uid="9.1", Cause="16")) == []
+    assert t.handle(AmiMessage.of(Response="Success")) == []
+
+
+def test_queue_timeout_and_join_empty() -> None:
+    t = tracker()
+    t.handle(new_channel())
+    t.handle(ev("QueueCallerJoin", Queue="housing", Position="3"))
+    t.handle(ev("QueueCallerLeave", Queue="housing", Position="1"))
+    t.handle(ev("VarSet", Variable="QUEUESTATUS", Value="TIMEOUT"))
+    [final] = t.handle(ev("Hangup", Cause="16"))
+    assert final.outcome is CallOutcome.TIMEOUT and final.attempts[0].outcome == "timeout"
+    assert final.attempts[0].position == 3
+
+    t.handle(new_channel("1700000000.2"))
+    t.handle(ev("VarSet", uid="1700000000.2", Variable="HOTLINE_QUEUE", Value="water"))
+    t.handle(ev("VarSet", uid="1700000000.2", Variable="QUEUESTATUS", Value="JOINEMPTY"))
+    [final] = t.handle(ev("Hangup", uid="1700000000.2", Cause="16"))
+    assert final.outcome is CallOutcome.NO_AGENTS and final.queue == "water"
+
+
+def test_second_queue_after_timeout_then_answered() -> None:
+    t = tracker()
+    t.handle(new_channel())
+    t.handle(ev("QueueCallerJoin", Queue="housing", Position="1"))
+    t.handle(ev("QueueCallerLeave", Queue="housing"))
+    t.handle(ev("VarSet", Variable="QUEUESTATUS", Value="TIMEOUT"))
+    t.handle(ev("QueueCallerJoin", Queue="overflow", Position="1"))
+    t.handle(ev("AgentConnect", Queue="overflow", HoldTime="12", RingTime="3", MemberName="Op 7"))
+    t.handle(ev("AgentComplete", Queue="overflow", TalkTime="60", Reason="caller"))
+    [final] = t.handle(ev("Hangup", Cause="16"))
+    assert final.outcome is CallOutcome.ANSWERED
+    assert [a.outcome for a in final.attempts] == ["timeout", "answered"]
+    assert (final.queue, final.wait_seconds, final.talk_seconds) == ("overflow", 12, 60)
+    assert final.operator_name == "Op 7" and final.attempts[1].ring_seconds == 3
+
+
+def test_emitted_records_are_snapshots() -> None:
+    t = tracker()
+    t.handle(new_channel())
+    [joined] = t.handle(ev("QueueCallerJoin", Queue="housing", Position="1"))
+    t.handle(ev("QueueCallerAbandon", Queue="housing", HoldTime="4"))
+    t.handle(ev("Hangup", Cause="16"))
+    assert joined.outcome is CallOutcome.IN_PROGRESS
+    assert joined.attempts[0].outcome is None and joined.ended_at is None
+
+
+def test_ivr_only_call_has_no_queue_even_with_a_preset_queue() -> None:
+    # The dialplan presets HOTLINE_QUEUE=main before the IVR; a caller who hangs
+    # up in the IVR never waited in it, and Asterisk's queue_log agrees.
+    t = tracker()
+    t.handle(new_channel())
+    t.handle(ev("VarSet", Variable="HOTLINE_QUEUE", Value="main"))
+    [final] = t.handle(ev("Hangup", Cause="16"))
+    assert final.outcome is CallOutcome.IVR_ONLY
+    assert final.queue is None and final.attempts == []
+
+
+def test_reconcile_after_reconnect_finishes_calls_that_are_gone() -> None:
+    t = tracker()
+    t.handle(new_channel("1700000000.1"))
+    t.handle(ev("QueueCallerJoin", uid="1700000000.1", Queue="housing", Position="1"))
+    t.handle(new_channel("1700000000.5"))
+    # the AMI link was down; afterwards only .5 is still up
+    [gone] = t.reconcile({"1700000000.5", "1700000000.6"})
+    assert gone.uniqueid == "1700000000.1"
+    assert gone.outcome is CallOutcome.ABANDONED and gone.queue == "housing"
+    assert gone.ended_at is not None
+    assert gone.hangup_cause_text == "ended while the AMI link was down"
+    assert t.active_calls == 1
+    assert t.reconcile({"1700000000.5"}) == []  # nothing more to do

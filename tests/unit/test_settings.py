@@ -1,0 +1,104 @@
+"""Settings precedence and validation (pure: no I/O beyond temporary files)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from hotline.core.privacy import mask_phone
+from hotline.settings import PROJECT_ROOT, SettingsError, load_settings
+
+
+def write(tmp_path: Path, text: str, name: str = "hotline.toml") -> Path:
+    path = tmp_path / name
+    path.write_text(text)
+    return path
+
+
+def test_precedence_defaults_file_env_cli(tmp_path: Path) -> None:
+    cfg = write(tmp_path, "[ami]\nport = 1111\nhost = \"10.0.0.5\"\n[web]\nport = 2222\n")
+    s = load_settings(cfg, env={}, overrides={})
+    assert (s.ami.port, s.ami.host, s.web.port, s.agi.port) == (1111, "10.0.0.5", 2222, 4574)
+    s = load_settings(cfg, env={"HOTLINE_AMI_PORT": "3333"}, overrides={})
+    assert s.ami.port == 3333 and s.ami.host == "10.0.0.5"
+    s = load_settings(cfg, env={"HOTLINE_AMI_PORT": "3333"}, overrides={"ami.port": "4444"})
+    assert s.ami.port == 4444
+
+
+def test_well_known_environment_names(tmp_path: Path) -> None:
+    s = load_settings(
+        write(tmp_path, ""),
+        env={"DATABASE_URL": "postgresql://a@b/c", "REDIS_URL": "redis://r:6379/0",
+             "HOTLINE_AMI_SECRET": "s"},
+    )
+    assert s.database.url == "postgresql://a@b/c"
+    assert s.redis.url == "redis://r:6379/0"
+    assert s.ami.secret == "s"
+    assert s.redacted()["ami"]["secret"] == "***"
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        ({"ami.port": "x"}, "ami.port: expected an integer"),
+        ({"agi.port": "99999"}, "agi.port: expected a port"),
+        ({"service.roles": "agi,telepathy"}, "service.roles"),
+        ({"service.log_format": "xml"}, "service.log_format"),
+        ({"database.url": "mysql://x"}, "database.url"),
+        ({"nope.key": "1"}, "nope.key: unknown setting"),
+        ({"ami.colour": "1"}, "ami.colour: unknown setting"),
+        ({"ami.action_timeout": "0"}, "ami.action_timeout"),
+        ({"service.server_id": "a b"}, "service.server_id"),
+    ],
+)
+def test_bad_values_name_the_key(tmp_path: Path, overrides: dict[str, str], message: str) -> None:
+    with pytest.raises(SettingsError, match=message.replace(".", r"\.")):
+        load_settings(write(tmp_path, ""), env={}, overrides=overrides)
+
+
+def test_roles_from_command_line_list(tmp_path: Path) -> None:
+    s = load_settings(write(tmp_path, ""), env={}, overrides={"service.roles": "agi, web"})
+    assert s.service.roles == ["agi", "web"]
+
+
+def test_passwords_never_from_the_config_file(tmp_path: Path) -> None:
+    with pytest.raises(SettingsError, match=r"ami\.secret"):
+        load_settings(write(tmp_path, '[ami]\nsecret = "x"\n'), env={})
+    with pytest.raises(SettingsError, match=r"database\.url"):
+        load_settings(write(tmp_path, '[database]\nurl = "postgresql://u:pw@h/d"\n'), env={})
+    # a URL without a password is fine in the file
+    s = load_settings(write(tmp_path, '[redis]\nurl = "redis://cache:6379/0"\n'), env={})
+    assert s.redis.url == "redis://cache:6379/0"
+
+
+def test_secrets_file_outside_repo(tmp_path: Path) -> None:
+    secrets_file = write(tmp_path, '[ami]\nsecret = "from-file"\n', "secrets.toml")
+    s = load_settings(write(tmp_path, ""), env={"HOTLINE_SECRETS_FILE": str(secrets_file)})
+    assert s.ami.secret == "from-file"
+
+
+def test_secrets_file_inside_repo_is_refused(tmp_path: Path) -> None:
+    inside = PROJECT_ROOT / "config" / "hotline.toml"
+    with pytest.raises(SettingsError, match="outside the repository"):
+        load_settings(write(tmp_path, ""), env={"HOTLINE_SECRETS_FILE": str(inside)})
+
+
+def test_missing_explicit_config_file(tmp_path: Path) -> None:
+    with pytest.raises(SettingsError, match="not found"):
+        load_settings(tmp_path / "absent.toml", env={})
+
+
+def test_shipped_config_is_valid() -> None:
+    s = load_settings(env={})
+    assert s.asterisk.inbound_contexts == ["hotline-inbound"]
+    assert s.ami.port != 5038  # AMI never on its well-known port
+
+
+@pytest.mark.parametrize(
+    ("number", "masked"),
+    [("380501234567", "38050*****67"), ("+380 50 123 45 67", "+38050*****67"),
+     ("1551", "1551"), ("", ""), ("044-123-45", "0*****45")],
+)
+def test_phone_masking(number: str, masked: str) -> None:
+    assert mask_phone(number) == masked
