@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from typing import Any
 from urllib.parse import parse_qs, urlsplit, urlunsplit
 
 import asyncpg
@@ -113,6 +112,3 @@ async def drop_database(admin_dsn: str, database: str) -> None:
 def _quote_ident(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
 
-
-def record_to_dict(record: Any) -> dict[str, Any]:
-    return dict(record.items())
