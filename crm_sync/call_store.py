@@ -17,6 +17,7 @@ from typing import Any, Generic, TypeVar
 import asyncpg
 
 from crm_sync.db import DatabaseUnavailable
+from hotline.core import metrics
 from hotline.core.logs import get_logger
 from hotline.core.ports import CallSink, IvrJournal
 from hotline.core.records import CallRecord, IvrStep
@@ -180,6 +181,7 @@ class RetryingWriter(Generic[T]):
         self._outage = False
         self._log = get_logger(f"crm_sync.{name}")
         self.dropped = 0
+        self._backlog = metrics.SINK_BACKLOG.labels(sink=name)
 
     @property
     def pending(self) -> int:
@@ -192,9 +194,11 @@ class RetryingWriter(Generic[T]):
         if key not in self._pending and len(self._pending) >= self._max_buffer:
             self._pending.popitem(last=False)
             self.dropped += 1
+            metrics.SINK_DROPPED.labels(sink=self._name).inc()
             self._log.error(f"{self._name}_buffer_overflow", dropped=self.dropped,
                             max_buffer=self._max_buffer)
         self._pending[key] = (version, item)
+        self._backlog.set(len(self._pending))
         self._idle.clear()
         self._has_work.set()
 
@@ -224,6 +228,7 @@ class RetryingWriter(Generic[T]):
                 try:
                     await self._write(item)
                 except TRANSIENT_ERRORS as exc:
+                    metrics.SINK_RETRIES.labels(sink=self._name).inc()
                     if not self._outage:
                         self._outage = True
                         self._log.warning(f"{self._name}_unavailable", error=_describe(exc),
@@ -235,6 +240,7 @@ class RetryingWriter(Generic[T]):
                     self._log.error(f"{self._name}_write_rejected", key=str(key),
                                     error=_describe(exc))
                     self.dropped += 1
+                    metrics.SINK_DROPPED.labels(sink=self._name).inc()
                 else:
                     delay = self._initial_delay
                     if self._outage:
@@ -243,6 +249,7 @@ class RetryingWriter(Generic[T]):
                 current = self._pending.get(key)
                 if current is not None and current[0] == version:  # not replaced meanwhile
                     del self._pending[key]
+                    self._backlog.set(len(self._pending))
             self._has_work.clear()
             self._idle.set()
 

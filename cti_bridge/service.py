@@ -20,6 +20,7 @@ from cti_bridge.ami_protocol import AmiMessage
 from cti_bridge.call_tracker import CallTracker
 from cti_bridge.operator_states import EVENTS as OPERATOR_EVENTS
 from cti_bridge.operator_states import OperatorStateTracker
+from hotline.core import metrics
 from hotline.core.aio import cancel_and_wait
 from hotline.core.live import LIVE_CHANNEL, QUEUES_KEY, call_event, queues_event
 from hotline.core.logs import get_logger
@@ -80,6 +81,7 @@ class CtiService:
         await self._ami.close()
 
     async def _on_connected(self, *_: Any) -> None:
+        metrics.ami_logged_in(self._ami.generation)
         await self._ensure_synced()
 
     async def _ensure_synced(self) -> None:
@@ -129,6 +131,7 @@ class CtiService:
     async def _save(self, record: CallRecord) -> None:
         await self._sink.save_call(record)
         if record.outcome != "in_progress":
+            metrics.call_finished(record)
             log.info(
                 "call_recorded",
                 call_key=record.call_key,
@@ -149,6 +152,7 @@ class CtiService:
             try:
                 if self._ami.connected:
                     summary = await self.queue_summary()
+                    metrics.queue_summary(summary)
                     await self._redis.set(QUEUES_KEY, json.dumps(summary), ex=60)
                     await self._bus.publish(LIVE_CHANNEL, queues_event())
             except (AmiError, OSError, aioredis.RedisError) as exc:

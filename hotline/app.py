@@ -28,6 +28,7 @@ from crm_sync.operator_states import PostgresOperatorStates, RetryingOperatorSta
 from cti_bridge.ami_client import AmiClient
 from cti_bridge.call_tracker import CallTracker
 from cti_bridge.service import CtiService
+from hotline.core import health, metrics
 from hotline.core.errors import UnavailableError
 from hotline.core.logs import get_logger
 from hotline.devtools.embedded import (
@@ -38,6 +39,7 @@ from hotline.devtools.embedded import (
 )
 from hotline.settings import PROCESS_ROLES, Settings
 from hotline.web.app import build_web_app
+from hotline.web.ops import MetricsAccess
 from ivr.flows import build_routes
 from ivr.menu import load_ivr_config
 from ivr.server import FastAgiServer
@@ -162,6 +164,17 @@ class HotlineService:
         self.web_runner: web.AppRunner | None = None
         self.bus = RedisLiveBus(backends.redis_url)
         self._stops: list[StopStep] = [("bus", self.bus.close)]
+        #: Filled by each part as it starts; ``/readyz`` reports it.
+        self.readiness = health.Readiness(running=False)
+
+    def needs_backends(self, *names: str) -> None:
+        """Readiness checks of the backends a part uses (``database``, ``redis``)."""
+        checks: dict[str, health.Check] = {
+            health.DATABASE: lambda: self.backends.pool.fetchval("SELECT 1"),
+            health.REDIS: lambda: self.backends.redis.ping(),
+        }
+        for name in names:
+            self.readiness.add(name, checks[name])
 
     def on_stop(self, name: str, step: Callable[[], Awaitable[Any]]) -> None:
         self._stops.append((name, step))
@@ -172,6 +185,7 @@ class HotlineService:
             for role in self.settings.service.roles:
                 await PARTS[role](self)
             started = True
+            self.readiness.running = True
         finally:
             if not started:
                 await self.stop()
@@ -182,6 +196,7 @@ class HotlineService:
 
     async def stop(self) -> None:
         """Reverse order of start; each part is stopped even if another fails."""
+        self.readiness.running = False  # drain: load balancers stop sending first
         while self._stops:
             name, step = self._stops.pop()
             try:
@@ -205,6 +220,10 @@ async def _start_agi(service: HotlineService) -> None:
     )
     await service.agi_server.start()
     service.on_stop("agi", service.agi_server.stop)
+    service.needs_backends(health.DATABASE)
+    # Read when asked: a test (or a future hot reload) may replace the server.
+    service.readiness.add(health.FASTAGI_LISTENER,
+                          lambda: service.agi_server is not None and service.agi_server.listening)
 
 
 async def _start_ami(service: HotlineService) -> None:
@@ -226,11 +245,19 @@ async def _start_ami(service: HotlineService) -> None:
     )
     await service.cti.start()
     service.on_stop("ami", service.cti.stop)
+    service.needs_backends(health.DATABASE, health.REDIS)
+    ami_up = lambda: service.cti is not None and service.cti.ami.connected  # noqa: E731
+    service.readiness.add(health.AMI_LINK, ami_up)
+    metrics.watch_ami_link(ami_up)
 
 
 async def _start_web(service: HotlineService) -> None:
     s = service.settings
-    app = build_web_app(service.backends.pool, service.backends.redis)
+    service.needs_backends(health.DATABASE, health.REDIS)
+    app = build_web_app(
+        service.backends.pool, service.backends.redis, readiness=service.readiness,
+        metrics_access=MetricsAccess.parse(s.web.metrics_allow, s.web.metrics_token),
+    )
     service.web_runner = web.AppRunner(app, access_log=None)
     await service.web_runner.setup()
     service.on_stop("web", service.web_runner.cleanup)

@@ -9,6 +9,7 @@ files: only from the environment or a secrets file outside the repository.
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
 import os
 import tomllib
 from collections.abc import Mapping
@@ -25,7 +26,7 @@ CONFIG_DIR = PROJECT_ROOT / "config"
 DEFAULT_CONFIG_FILE = CONFIG_DIR / "hotline.toml"
 #: The roles a process can run (people's roles are ``hotline.core.people.PROCESS_ROLES``).
 PROCESS_ROLES = ("agi", "ami", "web")
-SECRET_KEYS = frozenset({"ami.secret", "database.url", "redis.url"})
+SECRET_KEYS = frozenset({"ami.secret", "database.url", "redis.url", "web.metrics_token"})
 
 
 class SettingsError(ConfigError):
@@ -65,6 +66,9 @@ class AmiSettings:
 class WebSettings:
     host: str = "127.0.0.1"
     port: int = 8551
+    #: Who may read /metrics without a session: these networks (CIDR), or the token.
+    metrics_allow: list[str] = field(default_factory=lambda: ["127.0.0.1/32", "::1/128"])
+    metrics_token: str = ""  # a secret: environment or secrets file only
 
 
 @dataclass
@@ -171,7 +175,8 @@ def _apply(settings: Settings, key: str, value: Any, source: str) -> None:
     if name not in {f.name for f in dataclasses.fields(section)}:
         raise SettingsError(f"{key}: unknown setting (from {source})")
     if source == "config file" and (
-        key == "ami.secret" or (key.endswith(".url") and _has_password(str(value)))
+        key in {"ami.secret", "web.metrics_token"}
+        or (key.endswith(".url") and _has_password(str(value)))
     ):
         raise SettingsError(
             f"{key}: secrets are not read from the config file; "
@@ -221,6 +226,13 @@ def _validate(s: Settings) -> None:
     ):
         if url and not url.startswith(schemes):
             raise SettingsError(f"{key}: expected a URL starting with {' or '.join(schemes)}")
+    for network in s.web.metrics_allow:
+        try:
+            ipaddress.ip_network(network, strict=False)
+        except ValueError:
+            raise SettingsError(
+                f"web.metrics_allow: expected addresses or networks (CIDR), got {network!r}"
+            ) from None
     if s.ami.action_timeout <= 0:
         raise SettingsError("ami.action_timeout: must be positive")
     if not s.service.server_id.replace("-", "").replace("_", "").isalnum():

@@ -14,6 +14,7 @@ import contextlib
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
+from hotline.core import metrics
 from hotline.core.logs import get_logger
 from ivr.agi_protocol import (
     AgiCommandError,
@@ -195,6 +196,10 @@ class FastAgiServer:
         self._server: asyncio.Server | None = None
         self._tasks: set[asyncio.Task[None]] = set()
 
+    @property
+    def listening(self) -> bool:
+        return self._server is not None and self._server.is_serving()
+
     async def start(self) -> None:
         self._server = await asyncio.start_server(self._on_connect, self.host, self.port)
         self.port = self._server.sockets[0].getsockname()[1]
@@ -257,6 +262,7 @@ class FastAgiServer:
             lines.log.warning("agi_env_timeout", lines=len(env_lines), timeout=self.env_timeout)
         except (ConnectionError, OSError, ValueError) as exc:  # ValueError: line over the limit
             lines.log.warning("agi_env_read_failed", error=repr(exc))
+        metrics.AGI_SESSIONS_FAILED.labels(reason="environment").inc()
         return None
 
     async def _run_route(
@@ -269,9 +275,12 @@ class FastAgiServer:
         route = self.routes.get(env.script)
         if route is None:
             log.warning("agi_route_not_found", known=sorted(self.routes))
+            metrics.AGI_SESSIONS_FAILED.labels(reason="no_route").inc()
             return
         session = AgiSession(env, lines, writer, self.command_timeout, log)
         log.info("agi_session_start", query=env.query)
+        metrics.AGI_SESSIONS.labels(route=env.script).inc()
+        metrics.AGI_SESSIONS_ACTIVE.inc()
         try:
             await route(session)
         except AgiHangup as exc:
@@ -279,5 +288,8 @@ class FastAgiServer:
         except Exception:
             # Closing the socket lets the dialplan go on to its fallback.
             log.exception("agi_route_failed")
+            metrics.AGI_SESSIONS_FAILED.labels(reason="route_error").inc()
         else:
             log.info("agi_session_end", hung_up=session.hung_up)
+        finally:
+            metrics.AGI_SESSIONS_ACTIVE.dec()

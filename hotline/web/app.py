@@ -6,6 +6,7 @@ import asyncpg
 import redis.asyncio as aioredis
 from aiohttp import web
 
+from hotline.core.health import Readiness
 from hotline.web import auth, ops, wallboard
 from hotline.web.common import POOL, REDIS, ROUTE_ROLES, SESSIONS, Route
 from hotline.web.sessions import SessionStore
@@ -15,10 +16,17 @@ MODULES = (auth, ops, wallboard)
 STATIC_PREFIX = "/static/"
 
 
-def build_web_app(pool: asyncpg.Pool, redis: aioredis.Redis) -> web.Application:
+def build_web_app(
+    pool: asyncpg.Pool,
+    redis: aioredis.Redis,
+    *,
+    readiness: Readiness | None = None,
+    metrics_access: ops.MetricsAccess | None = None,
+) -> web.Application:
     app = web.Application(middlewares=[auth.auth_middleware], client_max_size=64 * 1024)
     app[POOL] = pool
     app[REDIS] = redis
+    ops.configure(app, readiness, metrics_access)
     app[SESSIONS] = SessionStore(redis)
     roles: dict[str, tuple[str, ...]] = {}
     routes: list[Route] = [route for module in MODULES for route in module.ROUTES]

@@ -15,6 +15,7 @@ from aiohttp import WSMsgType, web
 
 from crm_sync.call_store import PostgresCallStore
 from crm_sync.stats import figures_by_queue
+from hotline.core import metrics
 from hotline.core.aio import cancel_and_wait
 from hotline.core.errors import InvalidInput, UnavailableError
 from hotline.core.live import LIVE_CHANNEL, QUEUES_KEY, call_view
@@ -106,11 +107,13 @@ async def ws_live(request: web.Request) -> web.WebSocketResponse:
                     await ws.close()
 
         forwarder = asyncio.create_task(forward_then_close())
+        metrics.WEBSOCKET_CLIENTS.inc()
         try:
             async for msg in ws:
                 if msg.type in (WSMsgType.ERROR, WSMsgType.CLOSE):
                     break
         finally:
+            metrics.WEBSOCKET_CLIENTS.dec()
             await cancel_and_wait(forwarder)
     finally:
         with contextlib.suppress(OSError, aioredis.RedisError):
