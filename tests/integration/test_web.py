@@ -30,7 +30,7 @@ from hotline.web.wallboard import start_of_today
 from tests.support.web import PASSWORD, User, add_user, make_call, unique_queue
 
 #: Routes anyone may reach, on purpose.
-PUBLIC = {"/login", "/healthz", "/static"}
+PUBLIC = {"/login", "/healthz", "/readyz", "/metrics", "/static"}
 #: Every route that needs a session, and how a request without one is turned away.
 PROTECTED: list[tuple[str, str, str]] = [
     ("GET", "/", "page"),
