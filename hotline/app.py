@@ -246,7 +246,10 @@ async def _start_ami(service: HotlineService) -> None:
     await service.cti.start()
     service.on_stop("ami", service.cti.stop)
     service.needs_backends(health.DATABASE, health.REDIS)
-    ami_up = lambda: service.cti is not None and service.cti.ami.connected  # noqa: E731
+
+    def ami_up() -> bool:
+        return service.cti is not None and service.cti.ami.connected
+
     service.readiness.add(health.AMI_LINK, ami_up)
     metrics.watch_ami_link(ami_up)
 
