@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from hotline.core.privacy import mask_phone
+from hotline.core.privacy import mask_name, mask_phone
 
 #: Broadcast channel of the contact centre's live events (calls, queues).
 LIVE_CHANNEL = "hotline:live"
@@ -25,12 +25,14 @@ CALL_FIELDS = (
 
 def call_view(call: Any) -> dict[str, Any]:
     """A call (a :class:`~hotline.core.records.CallRecord` or a row as a mapping)
-    as a browser sees it, its number masked."""
+    as a browser sees it, its number masked (and its name, when the name is a number)."""
     if isinstance(call, dict):
         view = {name: call.get(name) for name in CALL_FIELDS}
     else:
         view = {name: getattr(call, name, None) for name in CALL_FIELDS}
     view["caller_number"] = mask_phone(view["caller_number"] or "")
+    if view["caller_name"] is not None:
+        view["caller_name"] = mask_name(view["caller_name"])
     if view["outcome"] is not None:
         view["outcome"] = str(view["outcome"])
     return view

@@ -3,7 +3,8 @@
 One event per fact; call context (uniqueid, linkedid, appeal id) is bound by the
 caller with ``log.bind(...)``. Citizens' phone numbers never reach a log line
 unmasked: any key named in ``PHONE_KEYS`` is masked by a processor, so a
-forgotten ``mask_phone`` call cannot leak one.
+forgotten ``mask_phone`` call cannot leak one; a caller name (``NAME_KEYS``)
+that is a number is masked the same way.
 """
 
 from __future__ import annotations
@@ -15,12 +16,16 @@ from typing import Any
 
 import structlog
 
-from hotline.core.privacy import mask_phone
+from hotline.core.privacy import mask_name, mask_phone
 
 PHONE_KEYS = frozenset(
     {"phone", "caller", "callerid", "caller_number", "calleridnum", "msisdn", "citizen_phone"}
 )
+#: Caller names: trunks often put the number there.
+NAME_KEYS = frozenset({"caller_name", "calleridname", "callerid_name"})
 SECRET_KEYS = frozenset({"secret", "password", "token", "database_url", "redis_url"})
+
+
 def _mask_processor(
     _logger: Any, _method: str, event_dict: MutableMapping[str, Any]
 ) -> MutableMapping[str, Any]:
@@ -28,6 +33,8 @@ def _mask_processor(
         lowered = key.lower()
         if lowered in PHONE_KEYS and isinstance(event_dict[key], str):
             event_dict[key] = mask_phone(event_dict[key])
+        elif lowered in NAME_KEYS and isinstance(event_dict[key], str):
+            event_dict[key] = mask_name(event_dict[key])
         elif lowered in SECRET_KEYS:
             event_dict[key] = "***"
     return event_dict

@@ -37,3 +37,35 @@ def test_level_filter(capsys: pytest.CaptureFixture[str]) -> None:
         configure_logging("console", "info")
     events = [json.loads(line)["event"] for line in capsys.readouterr().err.splitlines()]
     assert events == ["loud"]
+
+
+@pytest.mark.parametrize(
+    ("key", "raw", "masked"),
+    [
+        ("caller", "+380661112233;cpc=ordinary", "+38066*****33"),
+        ("callerid", "sip:+380661112233@trunk", "+38066*****33"),
+        ("caller_number", "tel:+380-66-111-22-33", "+38066*****33"),
+        ("caller_name", "380661112233", "38066*****33"),
+        ("calleridname", "+380 66 111 22 33", "+38066*****33"),
+    ],
+)
+def test_number_forms_and_numeric_names_are_masked_in_log_lines(
+    key: str, raw: str, masked: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    configure_logging("json", "info")
+    try:
+        get_logger("tests.mask").info("call_seen", **{key: raw})
+    finally:
+        configure_logging("console", "info")
+    [line] = capsys.readouterr().err.splitlines()
+    assert json.loads(line)[key] == masked
+    assert "1112233" not in line.replace(" ", "").replace("-", "")
+
+
+def test_a_real_caller_name_is_logged_as_is(capsys: pytest.CaptureFixture[str]) -> None:
+    configure_logging("json", "info")
+    try:
+        get_logger("tests.mask").info("call_seen", caller_name="Олена Петренко")
+    finally:
+        configure_logging("console", "info")
+    assert json.loads(capsys.readouterr().err)["caller_name"] == "Олена Петренко"
