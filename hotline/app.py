@@ -42,7 +42,7 @@ from hotline.web.app import build_web_app
 from hotline.web.ops import MetricsAccess
 from ivr.flows import build_routes
 from ivr.menu import load_ivr_config
-from ivr.server import FastAgiServer
+from ivr.server import EnvLimits, FastAgiServer
 
 log = get_logger("hotline.app")
 STOP_TIMEOUT_SECONDS = 15.0
@@ -216,7 +216,9 @@ async def _start_agi(service: HotlineService) -> None:
     service.on_stop("journal", journal.stop)
     routes = build_routes(load_ivr_config(s.config_path / "ivr.toml"), journal, s.service.server_id)
     service.agi_server = FastAgiServer(
-        routes, s.agi.host, s.agi.port, env_timeout=s.agi.env_timeout
+        routes, s.agi.host, s.agi.port, env_timeout=s.agi.env_timeout,
+        max_sessions=s.agi.max_sessions, allowed_peers=s.agi.allowed_peers,
+        env_limits=EnvLimits(s.agi.max_env_lines, s.agi.max_line_bytes, s.agi.max_env_bytes),
     )
     await service.agi_server.start()
     service.on_stop("agi", service.agi_server.stop)

@@ -50,6 +50,32 @@ class AgiSettings:
     host: str = "127.0.0.1"
     port: int = 4574
     env_timeout: float = 5.0
+    #: Sessions at once; the next peer is refused and the dialplan takes its fallback.
+    max_sessions: int = 512
+    #: Caps on the environment a peer sends before its session starts.
+    max_env_lines: int = 256
+    max_line_bytes: int = 8192
+    max_env_bytes: int = 65536
+    #: Addresses or networks of the Asterisk servers allowed to connect.
+    allowed_peers: list[str] = field(default_factory=lambda: ["127.0.0.1", "::1"])
+
+    def problems(self) -> list[str]:
+        """What is wrong with these values, one ``key: reason`` per problem."""
+        found = [
+            f"agi.{name}: must be a positive integer, got {getattr(self, name)}"
+            for name in ("max_sessions", "max_env_lines", "max_line_bytes", "max_env_bytes")
+            if getattr(self, name) < 1
+        ]
+        if not self.env_timeout > 0:
+            found.append(f"agi.env_timeout: must be positive, got {self.env_timeout}")
+        if not self.allowed_peers:
+            found.append("agi.allowed_peers: at least one address (Asterisk's)")
+        for peer in self.allowed_peers:
+            try:
+                ipaddress.ip_network(peer, strict=False)
+            except ValueError:
+                found.append(f"agi.allowed_peers: not an IP address or network: {peer!r}")
+        return found
 
 
 @dataclass
@@ -235,6 +261,8 @@ def _validate(s: Settings) -> None:
             ) from None
     if s.ami.action_timeout <= 0:
         raise SettingsError("ami.action_timeout: must be positive")
+    if agi_problems := s.agi.problems():
+        raise SettingsError("; ".join(agi_problems))
     if not s.service.server_id.replace("-", "").replace("_", "").isalnum():
         raise SettingsError(
             f"service.server_id: letters, digits, - and _ only, got {s.service.server_id!r}"

@@ -46,6 +46,13 @@ class AgiProtocolError(AgiError):
     error_id = "agi_protocol_error"
 
 
+class AgiLimitExceeded(AgiProtocolError):
+    """The peer sent more than a FastAGI session may: a line or an environment
+    over its cap (Asterisk's own environment is ~25 short lines)."""
+
+    error_id = "agi_limit_exceeded"
+
+
 class AgiTimeout(AgiError):
     """Asterisk did not answer a command in time."""
 
@@ -126,6 +133,52 @@ def parse_environment(lines: Iterable[str]) -> AgiEnvironment:
         args=[value for _, value in numbered],
         raw=raw,
     )
+
+
+@dataclass(frozen=True)
+class EnvLimits:
+    """Caps on what a peer may send before its session starts.
+
+    Asterisk 22 sends about 25 ``agi_*`` lines plus at most 128 ``agi_arg_N``
+    (``MAX_ARGS`` in res_agi.c), each well under a kilobyte; the defaults leave
+    room for that and stop a peer that streams more (memory stays bounded).
+    """
+
+    max_lines: int = 256
+    max_line_bytes: int = 8192
+    max_bytes: int = 64 * 1024
+
+    def __post_init__(self) -> None:
+        if min(self.max_lines, self.max_line_bytes, self.max_bytes) < 1:
+            raise ValueError(f"environment limits must be positive: {self}")
+
+
+class EnvironmentCollector:
+    """Collects environment lines under :class:`EnvLimits`; pure, no I/O.
+
+    :meth:`feed` takes one line (without its ending) and the number of bytes it
+    took on the wire; it returns the environment at the blank line that ends
+    the block, None before, and raises :class:`AgiLimitExceeded` once a cap is
+    passed (the caller ends the session; nothing more is kept).
+    """
+
+    def __init__(self, limits: EnvLimits) -> None:
+        self.limits = limits
+        self.lines: list[str] = []
+        self.size = 0
+
+    def feed(self, line: str, size: int) -> AgiEnvironment | None:
+        if not line:
+            return parse_environment(self.lines)
+        self.size += size
+        if size > self.limits.max_line_bytes + 2:  # + "\r\n"
+            raise AgiLimitExceeded(f"environment line of {size} bytes")
+        if len(self.lines) >= self.limits.max_lines:
+            raise AgiLimitExceeded(f"environment over {self.limits.max_lines} lines")
+        if self.size > self.limits.max_bytes:
+            raise AgiLimitExceeded(f"environment over {self.limits.max_bytes} bytes")
+        self.lines.append(line)
+        return None
 
 
 @dataclass(frozen=True)

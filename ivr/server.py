@@ -5,13 +5,22 @@ it spins on ``b""`` when a peer leaves inside the environment block, a
 multi-line 520 desynchronises the stream, and routes never match a URL with a
 query string. A session ends by closing the socket; Asterisk then continues
 the dialplan, which is how a failed route reaches its fallback.
+
+Bounds (a peer must not be able to exhaust the process): only Asterisk's
+addresses (``allowed_peers``) are served; at most ``max_sessions`` sessions
+run at once; the environment is capped in lines and bytes (:class:`EnvLimits`)
+and every line by the StreamReader's limit. A refused peer is closed at once,
+so the dialplan goes on to its fallback instead of waiting.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Awaitable, Callable, Mapping
+import ipaddress
+import socket
+import struct
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from typing import Any
 
 from hotline.core import metrics
@@ -21,12 +30,14 @@ from ivr.agi_protocol import (
     AgiEnvironment,
     AgiError,
     AgiHangup,
+    AgiLimitExceeded,
     AgiProtocolError,
     AgiReply,
     AgiTimeout,
+    EnvironmentCollector,
+    EnvLimits,
     ReplyParser,
     encode_command,
-    parse_environment,
 )
 
 __all__ = [
@@ -35,24 +46,77 @@ __all__ = [
     "AgiHangup",
     "AgiSession",
     "AgiTimeout",
+    "EnvLimits",
     "FastAgiServer",
     "Route",
 ]
 
 LOGGER_NAME = "ivr.server"
+#: Asterisk on the same machine, over IPv4 or IPv6.
+DEFAULT_ALLOWED_PEERS = ("127.0.0.1", "::1")
+#: Enough for Asterisk's calls in the IVR at peak; far below the usual 1024 open files.
+DEFAULT_MAX_SESSIONS = 512
+
+IpNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+def parse_peers(peers: Iterable[str]) -> list[IpNetwork]:
+    """``["127.0.0.1", "10.1.0.0/24", "::1"]`` → networks; ValueError names a bad entry."""
+    networks: list[IpNetwork] = []
+    for peer in peers:
+        try:
+            networks.append(ipaddress.ip_network(peer.strip(), strict=False))
+        except ValueError:
+            raise ValueError(f"not an IP address or network: {peer!r}") from None
+    return networks
+
+
+def peer_address(peername: Any) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+    """The peer's IP from ``getpeername()``; an IPv4-mapped IPv6 address (a
+    dual-stack listener) counts as the IPv4 address it carries."""
+    if not isinstance(peername, tuple) or not peername:
+        return None
+    try:
+        address = ipaddress.ip_address(str(peername[0]).partition("%")[0])
+    except ValueError:
+        return None
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        return address.ipv4_mapped
+    return address
+
+
+def _refuse(writer: asyncio.StreamWriter) -> None:
+    """Close at once with a reset: nothing is read or kept, and Asterisk's
+    write of the environment fails instead of waiting on a half-open socket."""
+    sock = writer.get_extra_info("socket")
+    if sock is not None:
+        with contextlib.suppress(OSError):
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    writer.transport.abort()
 
 
 class _Lines:
     """Line reader that decodes with ``errors="replace"`` and says so once per session."""
 
-    def __init__(self, reader: asyncio.StreamReader, log: Any) -> None:
+    def __init__(self, reader: asyncio.StreamReader, log: Any, max_line_bytes: int) -> None:
         self._reader = reader
         self.log = log
+        self._max_line_bytes = max_line_bytes
         self._warned = False
+        #: Bytes the last line took on the wire, its ending included.
+        self.last_size = 0
 
     async def readline(self) -> str | None:
-        """The next line without its ending, or None at EOF (a partial last line is dropped)."""
-        raw = await self._reader.readline()
+        """The next line without its ending, or None at EOF (a partial last line is dropped).
+
+        Raises AgiLimitExceeded for a line over the reader's limit (the reader
+        has dropped what it buffered of it).
+        """
+        try:
+            raw = await self._reader.readline()
+        except ValueError as exc:  # StreamReader's limit overrun
+            raise AgiLimitExceeded(f"line over {self._max_line_bytes} bytes") from exc
+        self.last_size = len(raw)
         if not raw.endswith(b"\n"):
             return None
         try:
@@ -187,12 +251,20 @@ class FastAgiServer:
         *,
         env_timeout: float = 5.0,
         command_timeout: float = 30.0,
+        max_sessions: int = DEFAULT_MAX_SESSIONS,
+        env_limits: EnvLimits | None = None,
+        allowed_peers: Iterable[str] = DEFAULT_ALLOWED_PEERS,
     ) -> None:
+        if max_sessions < 1:
+            raise ValueError(f"max_sessions must be positive, got {max_sessions}")
         self.routes = dict(routes)
         self.host = host
         self.port = port
         self.env_timeout = env_timeout
         self.command_timeout = command_timeout
+        self.max_sessions = max_sessions
+        self.env_limits = env_limits or EnvLimits()
+        self.allowed_peers = parse_peers(allowed_peers)
         self._server: asyncio.Server | None = None
         self._tasks: set[asyncio.Task[None]] = set()
 
@@ -200,11 +272,21 @@ class FastAgiServer:
     def listening(self) -> bool:
         return self._server is not None and self._server.is_serving()
 
+    @property
+    def active_sessions(self) -> int:
+        return len(self._tasks)
+
     async def start(self) -> None:
-        self._server = await asyncio.start_server(self._on_connect, self.host, self.port)
+        self._server = await asyncio.start_server(
+            # The reader's limit bounds one line, and what a peer can make us
+            # buffer before a line ends.
+            self._on_connect, self.host, self.port, limit=self.env_limits.max_line_bytes
+        )
         self.port = self._server.sockets[0].getsockname()[1]
         get_logger(LOGGER_NAME).info(
-            "agi_server_started", host=self.host, port=self.port, routes=sorted(self.routes)
+            "agi_server_started", host=self.host, port=self.port, routes=sorted(self.routes),
+            max_sessions=self.max_sessions,
+            allowed_peers=[str(net) for net in self.allowed_peers],
         )
 
     async def stop(self) -> None:
@@ -228,15 +310,35 @@ class FastAgiServer:
         if self._server is None:  # accepted while stopping
             writer.close()
             return
+        refusal = self._refusal(writer.get_extra_info("peername"))
+        if refusal is not None:
+            _refuse(writer)
+            metrics.AGI_SESSIONS_FAILED.labels(reason="refused").inc()
+            get_logger(LOGGER_NAME).warning(
+                "agi_peer_refused", peer=str(writer.get_extra_info("peername")),
+                reason=refusal, sessions=len(self._tasks),
+            )
+            return
         task = asyncio.create_task(self._session(reader, writer))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+
+    def _refusal(self, peername: Any) -> str | None:
+        """Why a new connection is not served (``not_allowed``, ``busy``), or None."""
+        address = peer_address(peername)
+        if address is None or not any(address in net for net in self.allowed_peers):
+            return "not_allowed"
+        if len(self._tasks) >= self.max_sessions:
+            return "busy"
+        return None
 
     async def _session(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         peer = writer.get_extra_info("peername")
         # Bound per session, not at import: structlog snapshots its configuration
         # when a logger is bound, and the masking processor must be in it.
-        lines = _Lines(reader, get_logger(LOGGER_NAME, peer=str(peer)))
+        lines = _Lines(
+            reader, get_logger(LOGGER_NAME, peer=str(peer)), self.env_limits.max_line_bytes
+        )
         try:
             env = await self._read_environment(lines)
             if env is not None:
@@ -247,20 +349,28 @@ class FastAgiServer:
                 await writer.wait_closed()
 
     async def _read_environment(self, lines: _Lines) -> AgiEnvironment | None:
-        env_lines: list[str] = []
+        collector = EnvironmentCollector(self.env_limits)
         try:
             async with asyncio.timeout(self.env_timeout):
                 while True:
                     line = await lines.readline()
                     if line is None:  # EOF inside the block: the peer left
-                        lines.log.info("agi_env_incomplete", lines=len(env_lines))
+                        lines.log.info("agi_env_incomplete", lines=len(collector.lines))
                         return None
-                    if not line:
-                        return parse_environment(env_lines)
-                    env_lines.append(line)
+                    env = collector.feed(line, lines.last_size)
+                    if env is not None:
+                        return env
         except TimeoutError:
-            lines.log.warning("agi_env_timeout", lines=len(env_lines), timeout=self.env_timeout)
-        except (ConnectionError, OSError, ValueError) as exc:  # ValueError: line over the limit
+            lines.log.warning(
+                "agi_env_timeout", lines=len(collector.lines), timeout=self.env_timeout
+            )
+        except AgiLimitExceeded as exc:
+            # Once per session: the session ends here and nothing more is read.
+            lines.log.warning(
+                "agi_env_too_large", reason=str(exc), lines=len(collector.lines),
+                bytes=collector.size,
+            )
+        except (ConnectionError, OSError) as exc:
             lines.log.warning("agi_env_read_failed", error=repr(exc))
         metrics.AGI_SESSIONS_FAILED.labels(reason="environment").inc()
         return None

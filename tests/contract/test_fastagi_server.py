@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
+from typing import Any
 
 import pytest
 import structlog
@@ -16,10 +19,11 @@ from ivr.server import (
     AgiCommandError,
     AgiHangup,
     AgiSession,
+    EnvLimits,
     FastAgiServer,
     Route,
 )
-from tests.support.fake_agi_client import GUARD, FakeAsterisk
+from tests.support.fake_agi_client import GUARD, FakeAsterisk, environment
 
 ServerFactory = Callable[..., Awaitable[FastAgiServer]]
 
@@ -28,8 +32,10 @@ ServerFactory = Callable[..., Awaitable[FastAgiServer]]
 async def make_server() -> AsyncIterator[ServerFactory]:
     servers: list[FastAgiServer] = []
 
-    async def make(routes: dict[str, Route], **kwargs: float) -> FastAgiServer:
-        server = FastAgiServer(routes, "127.0.0.1", 0, **kwargs)
+    async def make(
+        routes: dict[str, Route], host: str = "127.0.0.1", **kwargs: Any
+    ) -> FastAgiServer:
+        server = FastAgiServer(routes, host, 0, **kwargs)
         await server.start()
         servers.append(server)
         return server
@@ -391,3 +397,192 @@ async def test_garbage_reply_ends_the_session(make_server: ServerFactory) -> Non
     [error] = route.errors
     assert isinstance(error, AgiProtocolError)
     assert len(after) == 1
+
+
+# --- bounds: what one peer, or many, can make the server hold ---------------
+
+MiB = 1024 * 1024
+
+
+def _memory_kib() -> dict[str, int]:
+    status = Path("/proc/self/status").read_text()
+    return {k: int(v) for k, v in re.findall(r"^(VmHWM|VmRSS):\s+(\d+) kB", status, re.M)}
+
+
+def _reset_peak_memory() -> None:
+    """Linux: make VmHWM (the peak resident size) start again from now."""
+    Path("/proc/self/clear_refs").write_text("5")
+
+
+async def test_oversized_environment_is_cut_at_the_cap_and_memory_stays_bounded(
+    make_server: ServerFactory,
+) -> None:
+    """One peer streamed 1.4 GB of environment lines and the server grew to 1.6 GB."""
+    route = Recorder()
+    # A long env_timeout: only the caps may stop the flood.
+    server = await make_server({"ivr": route}, env_timeout=60.0)
+    offered = 64 * MiB
+    with capture_logs() as logs:
+        agi = await FakeAsterisk.connect(server.port)
+        await agi.send("agi_network: yes", "agi_network_script: ivr")
+        _reset_peak_memory()
+        before = _memory_kib()["VmRSS"]
+        sent = await agi.flood(b"agi_padding: " + b"x" * 100 + b"\n", offered)
+        await agi.wait_refused()
+        peak = _memory_kib()["VmHWM"]
+        await agi.close()
+    assert route.sessions == []
+    # What the server could have held is at most what the socket took: the cap
+    # (64 KiB) plus the kernel's socket buffers, not the flood.
+    print(f"flood: socket took {sent} of {offered} bytes; peak RSS +{peak - before} KiB")
+    assert sent < offered // 4, f"the server took {sent} bytes"
+    assert (peak - before) * 1024 < 24 * MiB, f"peak resident size grew {peak - before} KiB"
+    [event] = [e for e in logs if e["event"] == "agi_env_too_large"]  # logged once
+    assert event["reason"] == "environment over 256 lines" and event["bytes"] <= 64 * 1024
+
+
+@pytest.mark.parametrize(
+    ("limits", "lines", "reason"),
+    [
+        (EnvLimits(max_lines=30), [f"agi_arg_{n}: x" for n in range(1, 40)], "over 30 lines"),
+        (EnvLimits(max_bytes=2048), [f"agi_arg_{n}: {'y' * 200}" for n in range(1, 20)],
+         "over 2048 bytes"),
+        (EnvLimits(max_line_bytes=1024), [f"agi_calleridname: {'z' * 5000}"], "over 1024 bytes"),
+    ],
+    ids=["lines", "total-bytes", "line-bytes"],
+)
+async def test_environment_caps_end_the_session_once(
+    make_server: ServerFactory, limits: EnvLimits, lines: list[str], reason: str
+) -> None:
+    route = Recorder()
+    server = await make_server({"ivr": route}, env_limits=limits, env_timeout=60.0)
+    with capture_logs() as logs:
+        agi = await FakeAsterisk.connect(server.port)
+        await agi.send("agi_network: yes", "agi_network_script: ivr")
+        await agi.flood("".join(f"{line}\n" for line in lines).encode(), 1)  # once
+        await agi.send("")  # the block ends: the route would run now
+        await agi.wait_refused()
+        await agi.close()
+        # the server is unharmed: a normal environment is served
+        normal = await FakeAsterisk.connect(server.port)
+        await normal.send_env("ivr")
+        await asyncio.wait_for(route.done.wait(), GUARD)
+        await normal.wait_eof()
+        await normal.close()
+    assert len(route.sessions) == 1
+    [event] = [e for e in logs if e["event"] == "agi_env_too_large"]
+    assert reason in event["reason"]
+
+
+async def test_an_environment_just_under_the_caps_is_served(make_server: ServerFactory) -> None:
+    route = Recorder()
+    server = await make_server({"ivr": route}, env_limits=EnvLimits(max_lines=60))
+    agi = await FakeAsterisk.connect(server.port)
+    args = [f"a{n}" for n in range(60 - len(environment("ivr")))]
+    await agi.send_env("ivr", args=args)
+    await asyncio.wait_for(route.done.wait(), GUARD)
+    await agi.wait_eof()
+    await agi.close()
+    [session] = route.sessions
+    assert session.env.args == args
+
+
+@pytest.mark.parametrize("held", ["idle", "in_route"])
+async def test_peer_over_max_sessions_is_refused_at_once(
+    make_server: ServerFactory, held: str
+) -> None:
+    """3,000 idle peers were all accepted and held; now the N+1st is closed at
+    once (the dialplan takes its fallback) and served again once a slot frees."""
+    release = asyncio.Event()
+    running = asyncio.Semaphore(0)
+
+    async def body(session: AgiSession) -> None:
+        running.release()
+        await release.wait()
+        await session.set_variable("IVR_SOURCE", "fastagi")
+
+    route = Recorder(body)
+    server = await make_server({"ivr": route}, max_sessions=2, env_timeout=60.0)
+    with capture_logs() as logs:
+        first = await FakeAsterisk.connect(server.port)
+        second = await FakeAsterisk.connect(server.port)
+        if held == "in_route":
+            for agi in (first, second):
+                await agi.send_env("ivr")
+                await asyncio.wait_for(running.acquire(), GUARD)
+        else:
+            while server.active_sessions < 2:  # both accepted, both silent
+                await asyncio.sleep(0.01)
+
+        extra = await FakeAsterisk.connect(server.port)
+        await extra.wait_refused()
+        await extra.close()
+        assert server.active_sessions == 2
+
+        # the held ones are still served
+        if held == "idle":
+            for agi in (first, second):
+                await agi.send_env("ivr")
+                await asyncio.wait_for(running.acquire(), GUARD)
+        release.set()
+        for agi in (first, second):
+            await agi.expect('SET VARIABLE "IVR_SOURCE" "fastagi"')
+            await agi.send("200 result=1")
+            assert await agi.wait_eof() == b""
+            await agi.close()
+
+        # a slot is free again: the next peer is served
+        later = await FakeAsterisk.connect(server.port)
+        await later.send_env("ivr")
+        await later.expect('SET VARIABLE "IVR_SOURCE" "fastagi"')
+        await later.send("200 result=1")
+        assert await later.wait_eof() == b""
+        await later.close()
+    assert len(route.sessions) == 3 and route.errors == []
+    [refused] = [e for e in logs if e["event"] == "agi_peer_refused"]
+    assert refused["reason"] == "busy" and refused["sessions"] == 2
+
+
+@pytest.mark.parametrize(
+    "allowed",
+    [None, ["127.0.0.1"]],  # None: the default (127.0.0.1 and ::1)
+    ids=["default", "explicit"],
+)
+async def test_peer_not_on_the_allow_list_is_refused(
+    make_server: ServerFactory, allowed: list[str] | None
+) -> None:
+    route = Recorder()
+    kwargs = {} if allowed is None else {"allowed_peers": allowed}
+    server = await make_server({"ivr": route}, **kwargs)
+    with capture_logs() as logs:
+        stranger = await FakeAsterisk.connect(server.port, source="127.0.0.2")
+        await stranger.wait_refused()
+        await stranger.close()
+        asterisk = await FakeAsterisk.connect(server.port, source="127.0.0.1")
+        await asterisk.send_env("ivr")
+        await asyncio.wait_for(route.done.wait(), GUARD)
+        await asterisk.wait_eof()
+        await asterisk.close()
+    assert len(route.sessions) == 1
+    [refused] = [e for e in logs if e["event"] == "agi_peer_refused"]
+    assert refused["reason"] == "not_allowed" and "127.0.0.2" in refused["peer"]
+
+
+async def test_allow_list_takes_networks(make_server: ServerFactory) -> None:
+    """For Asterisk servers on other machines: addresses or networks."""
+    route = Recorder()
+    server = await make_server({"ivr": route}, "0.0.0.0", allowed_peers=["127.0.0.0/30"])
+    for source in ("127.0.0.2", "127.0.0.3"):
+        agi = await FakeAsterisk.connect(server.port, source=source)
+        await agi.send_env("ivr")
+        await agi.wait_eof()
+        await agi.close()
+    outsider = await FakeAsterisk.connect(server.port, source="127.0.0.9")
+    await outsider.wait_refused()
+    await outsider.close()
+    assert len(route.sessions) == 2
+
+
+def test_bad_allow_list_entry_is_refused_at_construction() -> None:
+    with pytest.raises(ValueError, match="asterisk.example"):
+        FastAgiServer({}, "127.0.0.1", 0, allowed_peers=["127.0.0.1", "asterisk.example"])

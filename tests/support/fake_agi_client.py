@@ -67,8 +67,15 @@ class FakeAsterisk:
         self.commands: list[str] = []
 
     @classmethod
-    async def connect(cls, port: int, host: str = "127.0.0.1") -> FakeAsterisk:
-        reader, writer = await asyncio.wait_for(asyncio.open_connection(host, port), GUARD)
+    async def connect(
+        cls, port: int, host: str = "127.0.0.1", *, source: str | None = None
+    ) -> FakeAsterisk:
+        """``source`` picks the address we connect from (e.g. ``127.0.0.2``: any
+        127/8 address is this machine, so an allow-list can be tried on loopback)."""
+        local_addr = (source, 0) if source else None
+        reader, writer = await asyncio.wait_for(
+            asyncio.open_connection(host, port, local_addr=local_addr), GUARD
+        )
         return cls(reader, writer)
 
     async def send_raw(self, data: bytes) -> None:
@@ -99,6 +106,29 @@ class FakeAsterisk:
     async def wait_eof(self) -> bytes:
         """Wait until the server closes; returns anything it still sent."""
         return await asyncio.wait_for(self.reader.read(), GUARD)
+
+    async def wait_refused(self) -> None:
+        """Wait until the server drops us without having sent a byte (by a
+        close or a reset)."""
+        try:
+            data = await asyncio.wait_for(self.reader.read(), GUARD)
+        except ConnectionResetError:
+            data = b""
+        assert data == b"", f"a refused peer got data: {data!r}"
+
+    async def flood(self, line: bytes, total: int, chunk: int = 64 * 1024) -> int:
+        """Write ``line`` over and over, up to ``total`` bytes, until the server
+        cuts the connection; returns how many bytes the socket took."""
+        block = line * max(chunk // len(line), 1)
+        sent = 0
+        try:
+            while sent < total:
+                self.writer.write(block)
+                await asyncio.wait_for(self.writer.drain(), GUARD)
+                sent += len(block)
+        except ConnectionError:  # reset or broken pipe: the server cut us off
+            pass
+        return sent
 
     async def converse(self, respond: Responder) -> list[str]:
         """Answer every command with ``respond(command)`` until the server closes."""

@@ -50,11 +50,26 @@ def test_well_known_environment_names(tmp_path: Path) -> None:
         ({"ami.colour": "1"}, "ami.colour: unknown setting"),
         ({"ami.action_timeout": "0"}, "ami.action_timeout"),
         ({"service.server_id": "a b"}, "service.server_id"),
+        ({"agi.max_sessions": "0"}, "agi.max_sessions: must be a positive integer"),
+        ({"agi.max_env_bytes": "-1"}, "agi.max_env_bytes"),
+        ({"agi.allowed_peers": "127.0.0.1,asterisk.local"}, "agi.allowed_peers: not an IP"),
+        ({"agi.allowed_peers": ""}, "agi.allowed_peers: at least one"),
     ],
 )
 def test_bad_values_name_the_key(tmp_path: Path, overrides: dict[str, str], message: str) -> None:
     with pytest.raises(SettingsError, match=message.replace(".", r"\.")):
         load_settings(write(tmp_path, ""), env={}, overrides=overrides)
+
+
+def test_agi_bounds_defaults_and_environment(tmp_path: Path) -> None:
+    s = load_settings(write(tmp_path, ""), env={})
+    assert s.agi.allowed_peers == ["127.0.0.1", "::1"]
+    assert s.agi.max_sessions > 0 and s.agi.max_env_bytes >= s.agi.max_line_bytes
+    s = load_settings(
+        write(tmp_path, ""),
+        env={"HOTLINE_AGI_ALLOWED_PEERS": "10.0.0.5, 10.0.1.0/24", "HOTLINE_AGI_MAX_SESSIONS": "40"},
+    )
+    assert s.agi.allowed_peers == ["10.0.0.5", "10.0.1.0/24"] and s.agi.max_sessions == 40
 
 
 def test_roles_from_command_line_list(tmp_path: Path) -> None:
