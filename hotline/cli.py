@@ -17,12 +17,19 @@ import secrets
 import signal
 import sys
 import tomllib
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, TextIO
 
 from hotline.core.errors import HotlineError
 from hotline.core.logs import configure_logging, get_logger
 from hotline.settings import Settings, SettingsError, load_settings
+
+if TYPE_CHECKING:
+    import asyncpg
+
+QueueSummary = Callable[[], Awaitable[dict[str, Any]]]
 
 EXIT_ERROR = 2
 
@@ -57,6 +64,8 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--calls-per-minute", type=float, default=12.0)
     demo.add_argument("--operators", type=int, default=4)
     demo.add_argument("--duration", type=float, default=0.0, help="seconds; 0 = until Ctrl-C")
+    demo.add_argument("--verbose", action="store_true",
+                      help="logs on the console too (default: only in the state directory)")
 
     ast = sub.add_parser("asterisk", help="the real Asterisk sandbox")
     ast.add_argument("action", choices=("up", "down", "status"))
@@ -252,11 +261,73 @@ async def _run(settings: Settings) -> int:
     return 0
 
 
+#: How often `hotline demo` prints its one-line status.
+DEMO_STATUS_SECONDS = 5.0
+
+
+def _open_demo_log(settings: Settings) -> tuple[Path, TextIO]:
+    """The demo's log file under the state directory (created 0640 in a 0750 folder:
+    masked as they are, the logs still describe citizens' calls)."""
+    folder = settings.state_path / "logs"
+    folder.mkdir(parents=True, exist_ok=True, mode=0o750)
+    path = folder / "demo.log"
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o640)
+    return path, os.fdopen(fd, "a", encoding="utf-8", buffering=1)
+
+
+async def _demo_status(pool: asyncpg.Pool, queue_summary: QueueSummary, since: datetime) -> str:
+    """``12:00:05  calls 12  waiting 2  answered 8  abandoned 1``: finished calls
+    from the case store, callers waiting now from Asterisk's queue summary."""
+    import asyncpg
+
+    from crm_sync.stats import figures_by_queue
+
+    calls = answered = abandoned = waiting = "?"
+    try:
+        queues = await figures_by_queue(pool, since, 20)
+        calls = str(sum(q["offered"] for q in queues))
+        answered = str(sum(q["answered"] for q in queues))
+        abandoned = str(sum(q["abandoned"] for q in queues))
+    except (HotlineError, OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+        get_logger("hotline.demo").warning("demo_status_unavailable", part="calls", error=str(exc))
+    try:
+        summary = await queue_summary()
+        waiting = str(sum(q["callers"] for q in summary["queues"]))
+    except (HotlineError, OSError) as exc:
+        get_logger("hotline.demo").warning("demo_status_unavailable", part="queues", error=str(exc))
+    return (f"{datetime.now():%H:%M:%S}  calls {calls}  waiting {waiting}  "
+            f"answered {answered}  abandoned {abandoned}")
+
+
+async def _print_demo_status(
+    pool: asyncpg.Pool, queue_summary: QueueSummary, since: datetime, every: float
+) -> None:
+    while True:
+        await asyncio.sleep(every)
+        print(await _demo_status(pool, queue_summary, since), flush=True)
+
+
 async def _demo(args: argparse.Namespace, settings: Settings) -> int:
+    log_path: Path | None = None
+    log_file: TextIO | None = None
+    if not args.verbose:
+        # The console is for the banner and the status line; the logs go to a file.
+        log_path, log_file = _open_demo_log(settings)
+        configure_logging(settings.service.log_format, settings.service.log_level, log_file)
+    try:
+        return await _run_demo(args, settings, log_path)
+    finally:
+        if log_file is not None:
+            configure_logging(settings.service.log_format, settings.service.log_level)
+            log_file.close()
+
+
+async def _run_demo(args: argparse.Namespace, settings: Settings, log_path: Path | None) -> int:
     from crm_sync.migrate import migrate
     from crm_sync.people import upsert_operator
     from crm_sync.taxonomy import seed_taxonomy
     from hotline.app import HotlineService, open_backends
+    from hotline.core.aio import cancel_and_wait
     from hotline.devtools import asterisk_sandbox as sandbox
     from hotline.devtools import simulator
 
@@ -265,6 +336,9 @@ async def _demo(args: argparse.Namespace, settings: Settings) -> int:
     settings.ami.secret = settings.ami.secret or values["ami_secret"]
     spec = sandbox_spec(settings)
     stop = _stop_event()
+    started_at = datetime.now(UTC)
+    if log_path is not None:
+        print(f"Starting the Hotline 1551 demo; logs in {log_path}", flush=True)
     async with contextlib.AsyncExitStack() as cleanup:
         # Undone in reverse order, whatever fails part-way.
         await asyncio.to_thread(sandbox.up, spec)
@@ -299,14 +373,23 @@ async def _demo(args: argparse.Namespace, settings: Settings) -> int:
             f"  Asterisk:   AMI 127.0.0.1:{spec.ami_port}, queue_log {spec.queue_log}\n"
             f"  FastAGI:    {settings.agi.host}:{settings.agi.port}\n"
             f"  traffic:    {args.calls_per_minute:g} calls/min, {args.operators} operators\n"
-            "  Ctrl-C stops it.\n",
+            f"  logs:       {log_path if log_path is not None else 'on this console'}\n"
+            f"  A status line every {DEMO_STATUS_SECONDS:g} s; Ctrl-C stops it.\n",
             flush=True,
         )
+        status = asyncio.create_task(
+            _print_demo_status(
+                backends.pool, service.cti.queue_summary, started_at, DEMO_STATUS_SECONDS
+            ),
+            name="demo-status",
+        )
+        cleanup.push_async_callback(cancel_and_wait, status)
         if args.duration > 0:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), timeout=args.duration)
         else:
             await stop.wait()
+        print("Stopping…", flush=True)
     return 0
 
 

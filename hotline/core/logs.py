@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 import sys
 from collections.abc import MutableMapping
-from typing import Any
+from typing import Any, TextIO
 
 import structlog
 
@@ -40,26 +40,30 @@ def _mask_processor(
     return event_dict
 
 
-class _StderrLogger:
-    """Writes to whatever ``sys.stderr`` is at the time of writing (a stream
-    captured at configuration time may be closed later, e.g. under pytest)."""
+class _StreamLogger:
+    """Writes to the stream given, or else to whatever ``sys.stderr`` is at the
+    time of writing (a stream captured at configuration time may be closed
+    later, e.g. under pytest)."""
 
-    def __init__(self, *_args: Any) -> None:
-        pass
+    def __init__(self, stream: TextIO | None = None) -> None:
+        self._stream = stream
 
     def msg(self, message: str) -> None:
-        print(message, file=sys.stderr, flush=True)
+        print(message, file=self._stream or sys.stderr, flush=True)
 
     log = debug = info = warn = warning = error = critical = exception = fatal = msg
 
 
-def configure_logging(fmt: str = "console", level: str = "info") -> None:
-    """``fmt`` is ``console`` (for people) or ``json`` (for machines)."""
+def configure_logging(
+    fmt: str = "console", level: str = "info", stream: TextIO | None = None
+) -> None:
+    """``fmt`` is ``console`` (for people) or ``json`` (for machines); ``stream``
+    is where lines go (an open log file), standard error when None."""
     renderer: Any
     if fmt == "json":
         renderer = structlog.processors.JSONRenderer(ensure_ascii=False)
     else:
-        renderer = structlog.dev.ConsoleRenderer(colors=sys.stderr.isatty())
+        renderer = structlog.dev.ConsoleRenderer(colors=(stream or sys.stderr).isatty())
     structlog.configure(
         processors=[
             structlog.contextvars.merge_contextvars,
@@ -72,7 +76,7 @@ def configure_logging(fmt: str = "console", level: str = "info") -> None:
         wrapper_class=structlog.make_filtering_bound_logger(
             logging.getLevelNamesMapping()[level.upper()]
         ),
-        logger_factory=_StderrLogger,
+        logger_factory=lambda *_args: _StreamLogger(stream),
         cache_logger_on_first_use=False,
     )
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 
 import pytest
@@ -69,3 +70,16 @@ def test_a_real_caller_name_is_logged_as_is(capsys: pytest.CaptureFixture[str]) 
     finally:
         configure_logging("console", "info")
     assert json.loads(capsys.readouterr().err)["caller_name"] == "Олена Петренко"
+
+
+def test_logs_go_to_the_stream_given(capsys: pytest.CaptureFixture[str]) -> None:
+    """`hotline demo` keeps its console for people: the lines go to its log file."""
+    log_file = io.StringIO()
+    configure_logging("json", "info", log_file)
+    try:
+        get_logger("tests.file").info("call_recorded", caller="380661112233")
+    finally:
+        configure_logging("console", "info")
+    assert capsys.readouterr().err == ""
+    [line] = log_file.getvalue().splitlines()
+    assert json.loads(line)["event"] == "call_recorded" and "1112233" not in line

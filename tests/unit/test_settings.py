@@ -67,7 +67,8 @@ def test_agi_bounds_defaults_and_environment(tmp_path: Path) -> None:
     assert s.agi.max_sessions > 0 and s.agi.max_env_bytes >= s.agi.max_line_bytes
     s = load_settings(
         write(tmp_path, ""),
-        env={"HOTLINE_AGI_ALLOWED_PEERS": "10.0.0.5, 10.0.1.0/24", "HOTLINE_AGI_MAX_SESSIONS": "40"},
+        env={"HOTLINE_AGI_ALLOWED_PEERS": "10.0.0.5, 10.0.1.0/24",
+             "HOTLINE_AGI_MAX_SESSIONS": "40"},
     )
     assert s.agi.allowed_peers == ["10.0.0.5", "10.0.1.0/24"] and s.agi.max_sessions == 40
 
