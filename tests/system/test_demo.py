@@ -1,9 +1,11 @@
 """`hotline demo` as a person runs it: it comes up, calls flow through the real
-Asterisk into the case store, the wallboard's API shows them, Ctrl-C stops it all."""
+Asterisk into the case store, the wallboard's API shows them, the console shows
+the banner and a status line (the logs go to a file), Ctrl-C stops it all."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import re
 import shutil
@@ -50,16 +52,25 @@ async def test_demo_brings_everything_up_and_calls_flow(state_dir: Path) -> None
     assert proc.stdout is not None and proc.stderr is not None
     stderr_task = asyncio.create_task(proc.stderr.read())
     banner = ""
+    status_lines: list[str] = []
     try:
         async with asyncio.timeout(180):
             while "Ctrl-C stops it" not in banner:
                 line = await proc.stdout.readline()
                 assert line, f"demo exited early: {banner}"
                 banner += line.decode()
+        answered_shown = asyncio.Event()
+        stdout_task = asyncio.create_task(
+            _collect_lines(proc.stdout, status_lines, answered_shown)
+        )
         match = re.search(r"password: (\S+)\)", banner)
         assert match, banner
         web = f"http://127.0.0.1:{PORTS['HOTLINE_WEB_PORT']}"
         assert f"{web}/" in banner
+        logs = re.search(r"logs: +(\S+)", banner)
+        assert logs, banner
+        log_file = Path(logs.group(1))
+        assert log_file.is_relative_to(state_dir), log_file
 
         # unsafe: keep cookies for an IP-address host
         async with aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True)) as http:
@@ -86,19 +97,43 @@ async def test_demo_brings_everything_up_and_calls_flow(state_dir: Path) -> None
             assert answered["operator_name"] and str(answered["operator_name"]).startswith(
                 "Operator 10"
             )
+        # the console's status line comes from the case store: it sees the answered call
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(answered_shown.wait(), 30)
+        assert answered_shown.is_set(), status_lines
     finally:
         if proc.returncode is None:
             proc.send_signal(signal.SIGINT)
         code = await asyncio.wait_for(proc.wait(), 60)
         errors = (await stderr_task).decode()
+    await stdout_task
     assert code == 0, errors[-2000:]
-    assert '"event": "call_recorded"' in errors
     assert "Traceback" not in errors
+    assert '"event"' not in errors, errors[-2000:]  # no log line on the console
+    written = await asyncio.to_thread(log_file.read_text)
+    assert '"event": "call_recorded"' in written
+    assert '"event": "demo_traffic_stopped"' in written  # logged to the end of the shutdown
+    assert "Traceback" not in written
+    assert (await asyncio.to_thread(log_file.stat)).st_mode & 0o777 == 0o640
     # Ctrl-C took the sandbox down too
     spec_root = Path(Settings().asterisk.root)
     pid_file = spec_root / "var" / "run" / f"asterisk-{instance('demotest')}" / "sandbox.pid"
     assert not pid_file.exists()
     assert not sandbox.any_instance_running(spec_root) or _other_instances(spec_root)
+
+
+STATUS = re.compile(r"calls (\d+)  waiting (\d+)  answered (\d+)  abandoned (\d+)$")
+
+
+async def _collect_lines(
+    stream: asyncio.StreamReader, into: list[str], answered_shown: asyncio.Event
+) -> None:
+    """The console after the banner; ``answered_shown`` once a status line counts
+    an answered call."""
+    while line := await stream.readline():
+        into.append(line.decode().rstrip("\n"))
+        if (match := STATUS.search(into[-1])) and int(match.group(3)) >= 1:
+            answered_shown.set()
 
 
 def _other_instances(root: Path) -> bool:
