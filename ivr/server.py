@@ -86,8 +86,13 @@ def peer_address(peername: Any) -> ipaddress.IPv4Address | ipaddress.IPv6Address
 
 
 def _refuse(writer: asyncio.StreamWriter) -> None:
-    """Close at once with a reset: nothing is read or kept, and Asterisk's
-    write of the environment fails instead of waiting on a half-open socket."""
+    """Close at once with a reset: nothing is read or kept, nothing lingers.
+
+    Asterisk's AGI() returns at once. It reports AGISTATUS=SUCCESS, not FAILURE
+    (seen on 22.10: the kernel completed the handshake before we could refuse);
+    the dialplan sends the call to its fallback because the route never set
+    IVR_SOURCE, whatever AGISTATUS says.
+    """
     sock = writer.get_extra_info("socket")
     if sock is not None:
         with contextlib.suppress(OSError):
