@@ -23,9 +23,10 @@ import pytest_asyncio
 from hotline.app import Backends, HotlineService, open_backends
 from hotline.devtools import asterisk_sandbox as sandbox
 from hotline.devtools import simulator
-from hotline.settings import CONFIG_DIR, Settings
+from hotline.settings import Settings
 from ivr.menu import load_ivr_config
 from ivr.server import FastAgiServer
+from tests.support.paths import CONFIG_DIR
 from tests.support.ports import instance, port
 from tests.support.sip_uac import SipCall
 
@@ -55,6 +56,7 @@ def asterisk() -> Iterator[sandbox.SandboxSpec]:
         agi_port=AGI_PORT,
         sip_port=SIP_PORT,
         sip_password=secrets.token_urlsafe(12),
+        config_dir=CONFIG_DIR,
         queue_timeout=60,
     )
     sandbox.down(spec)
@@ -304,7 +306,7 @@ async def test_asterisk_restart_keeps_call_keys_unique(
 
 async def test_every_prompt_was_found_by_asterisk(asterisk: sandbox.SandboxSpec) -> None:
     """Runs last: after the calls above, Asterisk has not missed a single sound file."""
-    config = load_ivr_config(CONFIG_DIR / "ivr.toml")
+    config = load_ivr_config(CONFIG_DIR)
     sounds = asterisk.root / "usr" / "share" / "asterisk" / "sounds" / "uk"
     ours = [p for p in (*config.greeting, config.menu_prompt, config.invalid_prompt)
             if p.startswith("hotline/")]
