@@ -251,6 +251,40 @@ async def test_fastagi_down_fallback_still_queues(
     assert abs(int(complete[1]) - call["talk_seconds"]) <= 1
 
 
+async def test_wait_runs_out_and_the_catalogues_overflow_queue_answers(
+    service: HotlineService, asterisk: sandbox.SandboxSpec, pg_pool: asyncpg.Pool
+) -> None:
+    """queues.toml: social overflows to main; the dialplan follows the generated chain."""
+    assert service.cti is not None
+    ami = service.cti.ami
+    overflow = load_ivr_config(CONFIG_DIR).queues.queues["social"].overflow
+    assert overflow == "main"
+    # nobody in "social"; the wait there is cut to 3 s for this call
+    await ami.action("Setvar", Variable="HOTLINE_QUEUE_TIMEOUT", Value="3")
+    await simulator.add_operator(ami, 203, queues=(overflow,), talk_seconds=2)
+    number = unique_number()
+    try:
+        await simulator.call_in(ami, simulator.Citizen(number, "Богдан Ткаченко", "3",
+                                                       DIGIT_DELAY, 60))
+        call = await wait_for_call(pg_pool, number)
+    finally:
+        await simulator.remove_operator(ami, 203, queues=(overflow,))
+        await ami.action("Setvar", Variable="HOTLINE_QUEUE_TIMEOUT",
+                         Value=str(asterisk.queue_timeout))
+
+    assert (call["ivr_choice"], call["outcome"], call["queue"]) == ("3", "answered", "main")
+    attempts = await pg_pool.fetch(
+        "SELECT qa.* FROM queue_attempts qa JOIN calls c ON c.id = qa.call_id "
+        "WHERE c.call_key = $1 ORDER BY seq",
+        call["call_key"],
+    )
+    # (the first stay's outcome is the tracker's business: left alone here)
+    assert [a["queue"] for a in attempts] == ["social", "main"]
+    assert attempts[-1]["outcome"] == "answered"
+    log = await queue_log_for(asterisk, call["uniqueid"], {"COMPLETEAGENT", "COMPLETECALLER"})
+    assert "EXITWITHTIMEOUT" in log and "CONNECT" in log
+
+
 async def test_sip_call_through_the_citizens_trunk(
     service: HotlineService, asterisk: sandbox.SandboxSpec, pg_pool: asyncpg.Pool
 ) -> None:
