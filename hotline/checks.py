@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import dataclasses
 import re
-from collections.abc import Callable
 from pathlib import Path
 
 from crm_sync.taxonomy import check_taxonomy
@@ -37,6 +36,7 @@ from ivr.menu import (
     check_ivr_text,
     check_prompts,
     menu_sounds,
+    read_config_file,
 )
 
 SETTINGS_FILE = "hotline.toml"
@@ -62,19 +62,22 @@ def check_config(
 
     found(_check_settings(config_dir))
     catalogue: QueueCatalogue | None = None
-    text = _read(config_dir, CATALOGUE_FILE, found)
+    text, more = read_config_file(config_dir, CATALOGUE_FILE)
+    found(more)
     if text is not None:
         catalogue, more = check_catalogue(text)
         found(more)
     ivr: IvrConfig | None = None
     played: dict[str, str] = {}
-    text = _read(config_dir, IVR_FILE, found)
+    text, more = read_config_file(config_dir, IVR_FILE)
+    found(more)
     if text is not None:
         played = menu_sounds(text)
         if catalogue is not None:
             ivr, more = check_ivr_text(text, catalogue)
             found(more)
-    text = _read(config_dir, PROMPTS_FILE, found)
+    text, more = read_config_file(config_dir, PROMPTS_FILE)
+    found(more)
     language = "uk"
     if text is not None:
         prompts, more = check_prompts(text, played)
@@ -88,15 +91,6 @@ def check_config(
             default_queue = ivr.default_queue if ivr is not None else catalogue.catch_all
             found(check_asterisk(asterisk_etc, catalogue, default_queue), asterisk_etc)
     return problems
-
-
-def _read(config_dir: Path, name: str, found: Callable[[list[Problem]], None]) -> str | None:
-    try:
-        return (config_dir / name).read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
-        found([Problem(name, "", f"cannot read: {reason}")])
-        return None
 
 
 def _check_settings(config_dir: Path) -> list[Problem]:

@@ -80,7 +80,8 @@ class PromptTexts:
     texts: Mapping[str, str]  # sound name (e.g. "hotline/menu") → words
 
 
-def _read(config_dir: Path, name: str) -> tuple[str | None, list[Problem]]:
+def read_config_file(config_dir: Path, name: str) -> tuple[str | None, list[Problem]]:
+    """The text of ``config_dir/name``, or the problem of reading it."""
     try:
         return (config_dir / name).read_text(encoding="utf-8"), []
     except (OSError, UnicodeDecodeError) as exc:
@@ -89,7 +90,7 @@ def _read(config_dir: Path, name: str) -> tuple[str | None, list[Problem]]:
 
 
 def load_catalogue(config_dir: Path) -> QueueCatalogue:
-    text, problems = _read(config_dir, CATALOGUE_FILE)
+    text, problems = read_config_file(config_dir, CATALOGUE_FILE)
     catalogue, more = check_catalogue(text) if text is not None else (None, [])
     problems += more
     if problems or catalogue is None:
@@ -100,7 +101,7 @@ def load_catalogue(config_dir: Path) -> QueueCatalogue:
 def load_ivr_config(config_dir: Path) -> IvrConfig:
     """The menu from ``ivr.toml`` and ``queues.toml`` in ``config_dir``."""
     catalogue = load_catalogue(config_dir)
-    text, problems = _read(config_dir, IVR_FILE)
+    text, problems = read_config_file(config_dir, IVR_FILE)
     config = None
     if text is not None:
         config, problems = check_ivr_text(text, catalogue)
@@ -133,13 +134,13 @@ def check_ivr_config(
     def bad(key: str, reason: str) -> None:
         problems.append(Problem(IVR_FILE, key, reason))
 
-    for key in data.keys() - {"menu"}:
+    for key in [k for k in data if k != "menu"]:
         bad(key, "unknown key (expected [menu])")
     menu = data.get("menu")
     if not isinstance(menu, Mapping):
         bad("menu", "missing table")
         return None, problems
-    for key in menu.keys() - _MENU_KEYS:
+    for key in [k for k in menu if k not in _MENU_KEYS]:
         if key == "options":
             bad("menu.options", f"the menu's digits and labels live in {CATALOGUE_FILE} now "
                                 "(queues.<name>.digit, label_uk, label_en)")
@@ -238,7 +239,7 @@ def check_prompts(
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         return None, [Problem(PROMPTS_FILE, "", f"not valid TOML: {exc}")]
-    for key in data.keys() - {"language", "voice", "speed", "text"}:
+    for key in [k for k in data if k not in {"language", "voice", "speed", "text"}]:
         bad(key, "unknown key (expected language, voice, speed, [text])")
     language, voice = data.get("language", "uk"), data.get("voice", "uk")
     for key, value in (("language", language), ("voice", voice)):

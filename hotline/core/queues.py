@@ -99,7 +99,7 @@ def check_catalogue(text: str) -> tuple[QueueCatalogue | None, list[Problem]]:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         return None, [Problem(CATALOGUE_FILE, "", f"not valid TOML: {exc}")]
-    for key in data.keys() - {"catch_all", "defaults", "queues"}:
+    for key in [k for k in data if k not in {"catch_all", "defaults", "queues"}]:
         bad(key, "unknown key (expected catch_all, [defaults], [queues.<name>])")
 
     defaults = dict(_DEFAULTS)
@@ -136,7 +136,7 @@ def check_catalogue(text: str) -> tuple[QueueCatalogue | None, list[Problem]]:
         if not isinstance(entry, Mapping):
             bad(where, "expected a table")
             continue
-        for key in entry.keys() - _QUEUE_KEYS:
+        for key in [k for k in entry if k not in _QUEUE_KEYS]:
             bad(f"{where}.{key}", f"unknown key (expected {', '.join(sorted(_QUEUE_KEYS))})")
         digit = _digit(entry.get("digit"), f"{where}.digit", bad)
         if digit is not None:
@@ -164,7 +164,7 @@ def check_catalogue(text: str) -> tuple[QueueCatalogue | None, list[Problem]]:
                 value = ""
             labels[key] = value
         settings = dict(defaults)
-        for key in defaults.keys() & entry.keys():
+        for key in [k for k in defaults if k in entry]:
             checked = _setting(key, entry[key], f"{where}.{key}", bad)
             if checked is not None:
                 settings[key] = checked
