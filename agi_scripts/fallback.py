@@ -1,14 +1,21 @@
 #!/usr/bin/env -S PYTHONPATH=/opt/hotline-pyst2 python3
 """Classic-AGI fallback menu, run by Asterisk when the FastAGI server is unreachable.
 
-Dialplan: ``AGI(agi://…/ivr)`` gives AGISTATUS=FAILURE → ``AGI(hotline-fallback.py)``
-→ ``Queue(${HOTLINE_QUEUE})`` (pre-set to ``main``). It runs inside
-Asterisk's filesystem under that python3 with the standard library and pyst2
-only, so it must not import this project's packages.
+Dialplan: ``AGI(agi://…/ivr)`` gives AGISTATUS=FAILURE →
+``AGI(hotline-fallback.py,<config dir>)`` → ``Queue(${HOTLINE_QUEUE})``
+(preset to the menu's default queue). It runs inside Asterisk's filesystem
+under that python3 with the standard library and pyst2 only, so it must not
+import this project's packages.
 
-It asks for one digit (at most twice) and sets HOTLINE_QUEUE, IVR_CHOICE and
-IVR_SOURCE=fallback. Whatever goes wrong, it exits 0 without a traceback so
-the dialplan goes on: before a choice is made HOTLINE_QUEUE is left as it was.
+The menu is read from the config directory given as the argument:
+``ivr.toml`` (prompt, timeout, default queue) and ``queues.toml`` (the digit of
+each queue), the same files the FastAGI menu follows. It asks for one digit (at
+most twice) and sets HOTLINE_QUEUE, IVR_CHOICE and IVR_SOURCE=fallback.
+
+Whatever goes wrong, it exits 0 without a traceback so the dialplan goes on.
+When the files cannot be read it asks nothing and leaves HOTLINE_QUEUE as the
+dialplan preset it (the default queue, generated from the same files): a menu
+written into this script would be one more copy of the queue names to drift.
 """
 
 from __future__ import annotations
@@ -20,21 +27,23 @@ import tomllib
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-DEFAULT_CONFIG_PATH = "/etc/hotline-asterisk/ivr.toml"
+DEFAULT_CONFIG_DIR = "/etc/hotline"
 SOURCE = "fallback"
 MAX_ATTEMPTS = 2  # a fallback keeps it short: the caller reaches a person sooner
 
 
 @dataclass(frozen=True)
 class Menu:
-    prompt: str = "basic-pbx-ivr-main"
-    invalid_prompt: str = "vm-sorry"
+    prompt: str = ""
+    invalid_prompt: str = ""
     timeout_ms: int = 5000
     attempts: int = MAX_ATTEMPTS
-    default_queue: str = "main"
-    options: dict[str, str] = field(
-        default_factory=lambda: {"1": "housing", "2": "transport", "3": "social", "0": "main"}
-    )
+    default_queue: str = ""  # "": HOTLINE_QUEUE stays as the dialplan preset it
+    options: dict[str, str] = field(default_factory=dict)  # digit -> queue
+
+
+#: No menu at all: the caller goes to the dialplan's preset queue at once.
+NO_MENU = Menu()
 
 
 class AgiLike(Protocol):
@@ -53,15 +62,20 @@ def _note(message: str) -> None:
     print(f"hotline-fallback: {message}", file=sys.stderr)
 
 
-def load_menu(path: str) -> Menu:
-    """The menu from config/ivr.toml's ``[menu]``; the built-in one on any problem."""
+def _toml(path: str) -> dict[str, Any]:
+    with open(path, "rb") as fh:
+        return tomllib.load(fh)
+
+
+def load_menu(config_dir: str) -> Menu:
+    """The menu from ``ivr.toml`` and ``queues.toml``; no menu on any problem."""
     try:
-        with open(path, "rb") as fh:
-            menu = tomllib.load(fh)["menu"]
+        menu = _toml(os.path.join(config_dir, "ivr.toml"))["menu"]
+        queues = _toml(os.path.join(config_dir, "queues.toml"))["queues"]
         options = {
-            str(digit): str(entry["queue"])
-            for digit, entry in menu["options"].items()
-            if isinstance(entry, dict) and isinstance(entry.get("queue"), str)
+            str(entry["digit"]): str(name)
+            for name, entry in queues.items()
+            if isinstance(entry, dict) and "digit" in entry
         }
         loaded = Menu(
             prompt=str(menu["prompt"]),
@@ -72,11 +86,11 @@ def load_menu(path: str) -> Menu:
             options=options,
         )
         if not options or not loaded.default_queue:
-            raise ValueError("no options or no default queue")
+            raise ValueError("no digits or no default queue")
         return loaded
-    except Exception as exc:  # a broken file must not cost the caller the menu
-        _note(f"using the built-in menu ({type(exc).__name__}: {exc})")
-        return Menu()
+    except Exception as exc:  # a broken file must not cost the caller a person
+        _note(f"no menu, the preset queue takes the call ({type(exc).__name__}: {exc})")
+        return NO_MENU
 
 
 def run(agi: AgiLike, menu: Menu) -> None:
@@ -84,20 +98,22 @@ def run(agi: AgiLike, menu: Menu) -> None:
     agi.answer()
     choice = ""
     queue = menu.default_queue
-    for attempt in range(1, menu.attempts + 1):
+    attempts = menu.attempts if menu.options else 0  # no menu: nothing to ask
+    for attempt in range(1, attempts + 1):
         digits = agi.get_data(menu.prompt, menu.timeout_ms, 1)
         if digits in menu.options:
             choice, queue = digits, menu.options[digits]
             break
         if attempt < menu.attempts:
             agi.stream_file(menu.invalid_prompt)
-    agi.set_variable("HOTLINE_QUEUE", queue)
+    if queue:
+        agi.set_variable("HOTLINE_QUEUE", queue)
     agi.set_variable("IVR_CHOICE", choice)
     agi.set_variable("IVR_SOURCE", SOURCE)
 
 
 def main(argv: list[str]) -> int:
-    menu = load_menu(argv[1] if len(argv) > 1 else DEFAULT_CONFIG_PATH)
+    menu = load_menu(argv[1] if len(argv) > 1 else DEFAULT_CONFIG_DIR)
     try:
         from asterisk.agi import AGI  # pyst2; imported here so tests can load this module
 

@@ -23,6 +23,7 @@ sys.path.insert(0, str(ROOT))
 from cti_bridge.ami_protocol import AmiParser  # noqa: E402
 from cti_bridge.call_tracker import CallTracker  # noqa: E402
 from hotline.core.logs import configure_logging  # noqa: E402
+from hotline.settings import Settings  # noqa: E402
 from ivr.flows import build_routes  # noqa: E402
 from ivr.menu import load_ivr_config  # noqa: E402
 from ivr.server import FastAgiServer  # noqa: E402
@@ -94,7 +95,7 @@ def bench_ami() -> None:
 
 
 async def bench_fastagi(sessions: int = 2000, concurrency: int = 50) -> None:
-    config = load_ivr_config(ROOT / "config" / "ivr.toml")
+    config = load_ivr_config(Settings().config_path)
 
     class NullJournal:
         async def record_step(self, step: object) -> None:

@@ -9,8 +9,12 @@ Decisions the seed does not make for us:
   security (subsidies are granted by the social protection departments);
 - district columns (English) are matched to the rating's Ukrainian
   administration names by transliteration (Kyiv's official 2010 rules);
-- calls about a sphere go to queue ``housing``/``transport``/``social`` or
-  ``general``.
+- the queue of a sphere's categories is the catalogue's (``queues.toml``): the
+  queue with that sphere, or the catch-all queue.
+
+Everything is read from the config directory given (``seed/`` and
+``queues.toml``); a problem is reported naming the file, the line or key, and
+the reason (:func:`check_taxonomy`).
 """
 
 from __future__ import annotations
@@ -23,7 +27,12 @@ from pathlib import Path
 
 import asyncpg
 
-SEED_DIR = Path(__file__).resolve().parents[1] / "config" / "seed"
+from hotline.core.problems import ConfigProblems, Problem
+from hotline.core.queues import CATALOGUE_FILE, QueueCatalogue, check_catalogue
+
+SPHERES_FILE = "seed/spheres_2017.csv"
+ISSUES_FILE = "seed/top_issues_by_district_2017.csv"
+RATING_FILE = "seed/district_admin_rating_2017.csv"
 
 SPHERE_CODES = {
     "Housing and utilities": "housing",
@@ -37,8 +46,6 @@ SPHERE_CODES = {
     "Pensions": "pensions",
     "Education and science": "education",
 }
-SPHERE_QUEUES = {"housing": "housing", "transport": "transport", "social": "social"}
-DEFAULT_QUEUE = "general"
 
 #: issue_en → (stable category code, sphere code)
 ISSUES = {
@@ -62,6 +69,10 @@ _TRANSLIT = {
     "ф": "f", "х": "kh", "ц": "ts", "ч": "ch", "ш": "sh", "щ": "shch", "ь": "", "ю": "iu",
     "я": "ia", "'": "", "’": "", "ʼ": "",
 }
+
+
+class TaxonomyError(ConfigProblems):
+    error_id = "taxonomy_invalid"
 
 
 @dataclass(frozen=True)
@@ -128,41 +139,104 @@ def match_districts(columns: list[str], admin_names_uk: list[str]) -> dict[str, 
     return matched
 
 
-def _read_csv(path: Path) -> list[dict[str, str]]:
-    with path.open(encoding="utf-8", newline="") as fh:
-        return list(csv.DictReader(fh))
+def _read_csv(config_dir: Path, name: str, problems: list[Problem]) -> list[dict[str, str]]:
+    try:
+        with (config_dir / name).open(encoding="utf-8", newline="") as fh:
+            return list(csv.DictReader(fh))
+    except (OSError, UnicodeDecodeError, csv.Error) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        problems.append(Problem(name, "", f"cannot read: {reason}"))
+        return []
 
 
-def load_taxonomy(seed_dir: Path = SEED_DIR) -> Taxonomy:
+def _columns(rows: list[dict[str, str]], name: str, wanted: set[str],
+             problems: list[Problem]) -> bool:
+    missing = wanted - set(rows[0]) if rows else set()
+    for column in sorted(missing):
+        problems.append(Problem(name, column, "missing column"))
+    return bool(rows) and not missing
+
+
+def load_taxonomy(config_dir: Path) -> Taxonomy:
+    """The taxonomy of ``config_dir``, or :class:`TaxonomyError` naming every problem."""
+    problems: list[Problem] = []
+    catalogue = None
+    try:
+        text = (config_dir / CATALOGUE_FILE).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        problems.append(Problem(CATALOGUE_FILE, "", f"cannot read: {exc}"))
+    else:
+        catalogue, problems = check_catalogue(text)
+    taxonomy = None
+    if catalogue is not None:
+        taxonomy, more = check_taxonomy(config_dir, catalogue)
+        problems += more
+    if problems or taxonomy is None:
+        raise TaxonomyError(problems, where=str(config_dir))
+    return taxonomy
+
+
+def check_taxonomy(
+    config_dir: Path, catalogue: QueueCatalogue
+) -> tuple[Taxonomy | None, list[Problem]]:
+    """The taxonomy from the seed files, queues from the catalogue, and every problem."""
+    problems: list[Problem] = []
+    known = set(SPHERE_CODES.values())
+    for q in catalogue.queues.values():
+        if q.sphere is not None and q.sphere not in known:
+            problems.append(Problem(
+                CATALOGUE_FILE, f"queues.{q.name}.sphere",
+                f"unknown sphere {q.sphere!r} (the taxonomy has {', '.join(sorted(known))})",
+            ))
+
     spheres = []
-    for row in _read_csv(seed_dir / "spheres_2017.csv"):
-        code = SPHERE_CODES.get(row["sphere_en"])
-        if code is None:
-            raise ValueError(f"sphere {row['sphere_en']!r} has no code in SPHERE_CODES")
-        queue = SPHERE_QUEUES.get(code, DEFAULT_QUEUE)
-        spheres.append(
-            Sphere(code, row["sphere_uk"], row["sphere_en"], Decimal(row["share_percent"]), queue)
-        )
-    queue_of = {s.code: s.queue for s in spheres}
+    rows = _read_csv(config_dir, SPHERES_FILE, problems)
+    if _columns(rows, SPHERES_FILE, {"sphere_uk", "sphere_en", "share_percent"}, problems):
+        for line, row in enumerate(rows, start=2):
+            code = SPHERE_CODES.get(row["sphere_en"])
+            if code is None:
+                problems.append(Problem(SPHERES_FILE, f"line {line}: sphere_en",
+                                        f"{row['sphere_en']!r} has no code in SPHERE_CODES"))
+                continue
+            try:
+                share = Decimal(row["share_percent"])
+            except ArithmeticError:
+                problems.append(Problem(SPHERES_FILE, f"line {line}: share_percent",
+                                        f"expected a number, got {row['share_percent']!r}"))
+                continue
+            queue = catalogue.queue_for_sphere(code)
+            spheres.append(Sphere(code, row["sphere_uk"], row["sphere_en"], share, queue))
 
-    issue_rows = _read_csv(seed_dir / "top_issues_by_district_2017.csv")
     categories = []
-    for row in issue_rows:
-        if row["issue_en"] not in ISSUES:
-            raise ValueError(f"issue {row['issue_en']!r} has no code/sphere in taxonomy.ISSUES")
-        code, sphere_code = ISSUES[row["issue_en"]]
-        categories.append(
-            Category(code, row["issue_uk"], row["issue_en"], sphere_code, queue_of[sphere_code])
-        )
+    issue_rows = _read_csv(config_dir, ISSUES_FILE, problems)
+    if _columns(issue_rows, ISSUES_FILE, {"issue_uk", "issue_en"}, problems):
+        for line, row in enumerate(issue_rows, start=2):
+            if row["issue_en"] not in ISSUES:
+                problems.append(Problem(ISSUES_FILE, f"line {line}: issue_en",
+                                        f"{row['issue_en']!r} has no code/sphere in "
+                                        "taxonomy.ISSUES"))
+                continue
+            code, sphere_code = ISSUES[row["issue_en"]]
+            queue = catalogue.queue_for_sphere(sphere_code)
+            if queue not in catalogue.queues:  # the catalogue's catch_all is broken
+                problems.append(Problem(ISSUES_FILE, f"line {line}: issue_en",
+                                        f"category {code!r} points at unknown queue {queue!r}"))
+            categories.append(Category(code, row["issue_uk"], row["issue_en"], sphere_code, queue))
 
     columns = [c for c in issue_rows[0] if c not in _NON_DISTRICT_COLUMNS] if issue_rows else []
-    ratings = _read_csv(seed_dir / "district_admin_rating_2017.csv")
-    admin_names = [r["district_admin_uk"] for r in ratings]
-    matched = match_districts(columns, admin_names)
-    districts = [
-        District(col.lower(), col, re.sub(r"ька$", "ький", matched[col]), matched[col])
-        for col in columns
-    ]
+    ratings = _read_csv(config_dir, RATING_FILE, problems)
+    districts = []
+    if _columns(ratings, RATING_FILE, {"district_admin_uk"}, problems):
+        admin_names = [r["district_admin_uk"] for r in ratings]
+        try:
+            matched = match_districts(columns, admin_names)
+        except ValueError as exc:
+            problems.append(Problem(ISSUES_FILE, "district columns", str(exc)))
+        else:
+            districts = [
+                District(col.lower(), col, re.sub(r"ька$", "ький", matched[col]), matched[col])
+                for col in columns
+            ]
     executors = [
         Executor(
             code=f"rda_{d.code}",
@@ -173,16 +247,18 @@ def load_taxonomy(seed_dir: Path = SEED_DIR) -> Taxonomy:
         )
         for d in districts
     ]
-    return Taxonomy(spheres, categories, districts, executors)
+    if problems:
+        return None, problems
+    return Taxonomy(spheres, categories, districts, executors), []
 
 
 async def seed_taxonomy(
-    target: asyncpg.Pool | asyncpg.Connection, taxonomy: Taxonomy | None = None
+    target: asyncpg.Pool | asyncpg.Connection, tax: Taxonomy
 ) -> dict[str, int]:
     """Upsert spheres, categories, districts, executors and the default routing
     (category + district → that district's administration) in one transaction.
-    Safe to run again: codes are the keys, names are refreshed. Returns counts."""
-    tax = taxonomy or load_taxonomy()
+    Safe to run again: codes are the keys, names and default queues are
+    refreshed. Returns counts."""
     if isinstance(target, asyncpg.Pool):
         async with target.acquire() as conn:
             return await _seed(conn, tax)

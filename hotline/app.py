@@ -214,7 +214,7 @@ async def _start_agi(service: HotlineService) -> None:
     journal = RetryingIvrJournal(PostgresIvrJournal(service.backends.pool))
     journal.start()
     service.on_stop("journal", journal.stop)
-    routes = build_routes(load_ivr_config(s.config_path / "ivr.toml"), journal, s.service.server_id)
+    routes = build_routes(load_ivr_config(s.config_path), journal, s.service.server_id)
     service.agi_server = FastAgiServer(
         routes, s.agi.host, s.agi.port, env_timeout=s.agi.env_timeout,
         max_sessions=s.agi.max_sessions, allowed_peers=s.agi.allowed_peers,

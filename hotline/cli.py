@@ -1,4 +1,5 @@
-"""The ``hotline`` command: run, migrate, demo, asterisk up|down|status, user add, config.
+"""The ``hotline`` command: run, migrate, demo, asterisk up|down|status, user add, config,
+check-config.
 
 Expected failures (a bad setting, a database or Redis that is not there, an
 AMI that refuses the login, a sandbox that cannot start) end with one line
@@ -81,6 +82,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
 
     sub.add_parser("config", help="print the effective settings (secrets hidden)")
+    sub.add_parser(
+        "check-config",
+        help="check every file of the config directory and the Asterisk configuration made "
+             "from it; one line per problem, exit 1 when there is any",
+    )
     return parser
 
 
@@ -118,6 +124,15 @@ def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
     if args.command == "config":
         print(json.dumps(settings.redacted(), indent=2, ensure_ascii=False))
         return 0
+    if args.command == "check-config":
+        if not _config_ok(settings, sys.stdout):
+            return 1
+        print(f"{settings.config_path}: no problems")
+        return 0
+    if args.command in ("run", "demo") and not _config_ok(settings, sys.stderr):
+        print("hotline: error: the configuration has problems (listed above); "
+              "`hotline check-config` lists them too", file=sys.stderr)
+        return EXIT_ERROR
     if args.command == "asterisk":
         return _asterisk(args.action, settings)
     if args.command == "migrate":
@@ -131,6 +146,16 @@ def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
     if args.command == "demo":
         return asyncio.run(_demo(args, settings))
     raise AssertionError(args.command)
+
+
+def _config_ok(settings: Settings, out: TextIO) -> bool:
+    """Print every problem of the configuration, one line each; True when none."""
+    from hotline.checks import check_config
+
+    problems = check_config(settings.config_path, asterisk_root=Path(settings.asterisk.root))
+    for problem in problems:
+        print(problem.line(), file=out)
+    return not problems
 
 
 # --- secrets the demo and the sandbox generate for themselves ---------------
@@ -181,6 +206,7 @@ def sandbox_spec(settings: Settings) -> Any:
         agi_port=settings.agi.port,
         sip_port=settings.asterisk.sip_port,
         sip_password=values["sip_password"],
+        config_dir=settings.config_path,
         queue_timeout=settings.asterisk.queue_timeout,
         mirror=settings.asterisk.mirror,
     )
@@ -208,13 +234,14 @@ def _asterisk(action: str, settings: Settings) -> int:
 
 async def _migrate(settings: Settings) -> int:
     from crm_sync.migrate import migrate
-    from crm_sync.taxonomy import seed_taxonomy
+    from crm_sync.taxonomy import load_taxonomy, seed_taxonomy
     from hotline.app import open_database
 
+    taxonomy = load_taxonomy(settings.config_path)
     database = await open_database(settings, keep_embedded=True)
     try:
         applied = await migrate(database.pool)
-        counts = await seed_taxonomy(database.pool)
+        counts = await seed_taxonomy(database.pool, taxonomy)
     finally:
         await database.close()
     print(f"migrations applied: {', '.join(applied) if applied else 'none (up to date)'}")
@@ -325,16 +352,18 @@ async def _demo(args: argparse.Namespace, settings: Settings) -> int:
 async def _run_demo(args: argparse.Namespace, settings: Settings, log_path: Path | None) -> int:
     from crm_sync.migrate import migrate
     from crm_sync.people import upsert_operator
-    from crm_sync.taxonomy import seed_taxonomy
+    from crm_sync.taxonomy import load_taxonomy, seed_taxonomy
     from hotline.app import HotlineService, open_backends
     from hotline.core.aio import cancel_and_wait
     from hotline.devtools import asterisk_sandbox as sandbox
     from hotline.devtools import simulator
+    from ivr.menu import load_catalogue
 
     log = get_logger("hotline.demo")
     values = instance_secrets(settings, settings.asterisk.instance)
     settings.ami.secret = settings.ami.secret or values["ami_secret"]
     spec = sandbox_spec(settings)
+    taxonomy, queues = load_taxonomy(spec.config_dir), load_catalogue(spec.config_dir)
     stop = _stop_event()
     started_at = datetime.now(UTC)
     if log_path is not None:
@@ -346,7 +375,7 @@ async def _run_demo(args: argparse.Namespace, settings: Settings, log_path: Path
         backends = await open_backends(settings)
         cleanup.push_async_callback(backends.close)
         await migrate(backends.pool)
-        await seed_taxonomy(backends.pool)
+        await seed_taxonomy(backends.pool, taxonomy)
         await upsert_operator(
             backends.pool, "supervisor", "Черговий супервізор", "supervisor",
             values["supervisor_password"],
@@ -358,8 +387,11 @@ async def _run_demo(args: argparse.Namespace, settings: Settings, log_path: Path
             raise SettingsError("service.roles: the demo needs the ami role")
         ami = service.cti.ami
         for n in range(args.operators):
-            await simulator.add_operator(ami, 101 + n)
-        traffic = asyncio.create_task(simulator.run_traffic(ami, args.calls_per_minute, stop))
+            await simulator.add_operator(ami, 101 + n, queues.names)
+        choices = simulator.menu_choices(queues, taxonomy.spheres)
+        traffic = asyncio.create_task(
+            simulator.run_traffic(ami, args.calls_per_minute, stop, choices)
+        )
 
         async def stop_traffic() -> None:
             stop.set()

@@ -20,9 +20,20 @@ from typing import Any
 from hotline.core.errors import ConfigError
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
-#: The configuration shipped beside the code; ``service.config_dir`` (or
+
+
+def _shipped_config_dir() -> Path:
+    """``config/`` of a source checkout (or an editable install); installed from a
+    wheel, the same files are the package data ``hotline/shipped_config/``."""
+    checkout = PROJECT_ROOT / "config"
+    if (checkout / "hotline.toml").is_file():
+        return checkout
+    return Path(__file__).resolve().parent / "shipped_config"
+
+
+#: The configuration shipped with the code; ``service.config_dir`` (or
 #: ``HOTLINE_SERVICE_CONFIG_DIR``) points elsewhere, e.g. ``/etc/hotline``.
-CONFIG_DIR = PROJECT_ROOT / "config"
+CONFIG_DIR = _shipped_config_dir()
 DEFAULT_CONFIG_FILE = CONFIG_DIR / "hotline.toml"
 #: The roles a process can run (people's roles are ``hotline.core.people.PROCESS_ROLES``).
 PROCESS_ROLES = ("agi", "ami", "web")
@@ -277,7 +288,10 @@ def load_settings(
     """Build validated settings from the layered sources."""
     settings = Settings()
     env = os.environ if env is None else env
-    path = config_file or Path(env.get("HOTLINE_CONFIG", DEFAULT_CONFIG_FILE))
+    # HOTLINE_SERVICE_CONFIG_DIR names where hotline.toml is too (--config, HOTLINE_CONFIG win).
+    config_dir = env.get("HOTLINE_SERVICE_CONFIG_DIR")
+    default_file = Path(config_dir) / "hotline.toml" if config_dir else DEFAULT_CONFIG_FILE
+    path = config_file or Path(env.get("HOTLINE_CONFIG", default_file))
     if path.exists():
         try:
             data = tomllib.loads(path.read_text(encoding="utf-8"))

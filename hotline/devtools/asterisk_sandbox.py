@@ -26,8 +26,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from hotline.core.errors import HotlineError
+from hotline.core.queues import CATALOGUE_FILE, dialplan_globals, queues_conf
 from hotline.devtools.processes import pid_alive
-from hotline.settings import CONFIG_DIR, PROJECT_ROOT
+from hotline.settings import PROJECT_ROOT
+from ivr.menu import IVR_FILE, load_ivr_config
 
 ASTERISK_ETC = PROJECT_ROOT / "asterisk" / "etc"
 FALLBACK_SCRIPT = PROJECT_ROOT / "agi_scripts" / "fallback.py"
@@ -54,6 +56,7 @@ class SandboxSpec:
     agi_port: int
     sip_port: int
     sip_password: str
+    config_dir: Path  # ivr.toml, queues.toml, prompts.toml (Settings.config_path)
     queue_timeout: int = 300
     mirror: str = ""
 
@@ -173,6 +176,7 @@ def render_config(spec: SandboxSpec) -> str:
     """Write the instance's configuration; returns a digest to tell if it changed."""
     for d in spec.dirs():
         d.mkdir(parents=True, exist_ok=True)
+    menu = load_ivr_config(spec.config_dir)
     values = {
         "INSTANCE": spec.instance,
         "SERVER_ID": spec.server_id,
@@ -184,15 +188,20 @@ def render_config(spec: SandboxSpec) -> str:
         "SIP_PORT": str(spec.sip_port),
         "SIP_PASSWORD": spec.sip_password,
         "QUEUE_TIMEOUT": str(spec.queue_timeout),
+        "QUEUES": queues_conf(menu.queues),
+        "QUEUE_GLOBALS": dialplan_globals(menu.queues, menu.default_queue),
     }
     digest = hashlib.sha256()
     for template in sorted(ASTERISK_ETC.glob("*.conf")):
         text = re.sub(r"@@([A-Z_]+)@@", lambda m: values[m.group(1)], template.read_text())
+        if template.name == "extensions.conf":  # simulated calls: the sandbox's alone
+            text += '\n#include "extensions_simulation.conf"\n'
         target = spec.etc_dir / template.name
         target.write_text(text)
         target.chmod(0o600)
         digest.update(text.encode())
-    shutil.copyfile(CONFIG_DIR / "ivr.toml", spec.etc_dir / "ivr.toml")
+    for name in (IVR_FILE, CATALOGUE_FILE):  # the fallback script reads them
+        shutil.copyfile(spec.config_dir / name, spec.etc_dir / name)
     script = spec.etc_dir / "agi-bin" / "hotline-fallback.py"
     shutil.copyfile(FALLBACK_SCRIPT, script)
     script.chmod(0o755)
@@ -200,11 +209,13 @@ def render_config(spec: SandboxSpec) -> str:
     return digest.hexdigest()
 
 
-def _render_prompts(root: Path) -> None:
+def _render_prompts(spec: SandboxSpec) -> None:
     from hotline.devtools.prompts import PromptError, load_prompts, render_prompts
 
     try:
-        render_prompts(load_prompts(), root / "usr" / "share" / "asterisk" / "sounds")
+        render_prompts(
+            load_prompts(spec.config_dir), spec.root / "usr" / "share" / "asterisk" / "sounds"
+        )
     except PromptError as exc:
         raise SandboxError(str(exc)) from None
 
@@ -260,7 +271,7 @@ def up(spec: SandboxSpec, ready_timeout: float = 60.0) -> int:
     _require_root()
     ensure_tree(spec.root, spec.mirror)
     digest = render_config(spec)
-    _render_prompts(spec.root)
+    _render_prompts(spec)
     digest_file = spec.run_dir / "config.sha256"
     pid = running_pid(spec)
     if pid is not None:

@@ -1,9 +1,10 @@
 """Voice prompts from text: the IVR speaks Ukrainian without a recording studio.
 
-The texts live in ``config/prompts.toml``; the menu's own sentence is made
-from the options in ``config/ivr.toml``, so a changed menu is never announced
-wrongly. Files are rendered with espeak-ng and sox into 8 kHz mono WAV that
-Asterisk plays, and re-rendered only when their text changes.
+The words live in ``prompts.toml`` of the config directory; the menu's own
+sentence is made from the menu's options (the queues of ``queues.toml`` that
+have a digit), so a changed menu is never announced wrongly. Files are
+rendered with espeak-ng and sox into 8 kHz mono WAV that Asterisk plays, and
+re-rendered only when their words change.
 """
 
 from __future__ import annotations
@@ -12,27 +13,27 @@ import hashlib
 import shutil
 import subprocess
 import tempfile
-import tomllib
-from dataclasses import dataclass
 from pathlib import Path
 
 from hotline.core.errors import ConfigError
-from hotline.settings import CONFIG_DIR
-from ivr.menu import IvrConfig, load_ivr_config
+from ivr.menu import (
+    OPTIONS_PLACEHOLDER,
+    PROMPTS_FILE,
+    IvrConfig,
+    IvrConfigError,
+    PromptTexts,
+    check_prompts,
+    load_ivr_config,
+)
+
+#: The words of each prompt and the voice that speaks them.
+PromptSet = PromptTexts
 
 
 class PromptError(ConfigError):
-    error_id = "prompts_unavailable"
-
     """Prompts cannot be rendered; the message says what to install or fix."""
 
-
-@dataclass(frozen=True)
-class PromptSet:
-    language: str
-    voice: str
-    speed: int
-    texts: dict[str, str]  # sound name (e.g. "hotline/menu") → text
+    error_id = "prompts_unavailable"
 
 
 def menu_sentence(config: IvrConfig) -> str:
@@ -43,28 +44,24 @@ def menu_sentence(config: IvrConfig) -> str:
     )
 
 
-def load_prompts(
-    path: Path = CONFIG_DIR / "prompts.toml", ivr_config: IvrConfig | None = None
-) -> PromptSet:
+def load_prompts(config_dir: Path, ivr_config: IvrConfig | None = None) -> PromptSet:
+    """``prompts.toml`` of ``config_dir`` with the menu sentence filled in."""
+    path = config_dir / PROMPTS_FILE
     try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
-    except (OSError, tomllib.TOMLDecodeError) as exc:
-        raise PromptError(f"{path.name}: cannot read ({exc})") from None
-    texts = data.get("text")
-    if not isinstance(texts, dict) or not texts:
-        raise PromptError(f"{path.name}: [text] needs at least one prompt")
-    config = ivr_config or load_ivr_config(CONFIG_DIR / "ivr.toml")
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise PromptError(f"{path}: cannot read ({exc})") from None
+    config = ivr_config or load_ivr_config(config_dir)
+    prompts, problems = check_prompts(text, config.prompts())
+    if problems or prompts is None:
+        raise IvrConfigError(problems, where=str(config_dir))
     options = menu_sentence(config)
-    rendered = {}
-    for name, text in texts.items():
-        if not isinstance(text, str) or not text.strip():
-            raise PromptError(f"text.{name}: expected the words to speak")
-        rendered[name] = text.replace("{options}", options)
     return PromptSet(
-        language=str(data.get("language", "uk")),
-        voice=str(data.get("voice", "uk")),
-        speed=int(data.get("speed", 150)),
-        texts=rendered,
+        language=prompts.language,
+        voice=prompts.voice,
+        speed=prompts.speed,
+        texts={name: words.replace(OPTIONS_PLACEHOLDER, options)
+               for name, words in prompts.texts.items()},
     )
 
 

@@ -3,20 +3,25 @@
 Citizens are originated as ``Local/1551@hotline-inbound`` whose other half
 runs ``hotline-sim-citizen`` (press digits, then hang up at a chosen time);
 operators are queue members ``Local/<n>@hotline-sim-operator/n`` that answer,
-talk for a while and hang up. The same code drives the demo and the tests.
+talk for a while and hang up (both contexts are in
+``asterisk/etc/extensions_simulation.conf``, which only the sandbox includes).
+The queues and the digits are the catalogue's (``queues.toml``). The same code
+drives the demo and the tests.
 """
 
 from __future__ import annotations
 
 import asyncio
 import random
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
+from crm_sync.taxonomy import Sphere
 from cti_bridge.ami_client import AmiClient, AmiError
 from hotline.core.logs import get_logger
+from hotline.core.queues import QueueCatalogue
 
 log = get_logger("hotline.simulator")
-QUEUES = ("housing", "transport", "social", "main")
 FIRST_NAMES = ("Тарас", "Леся", "Іван", "Ольга", "Петро", "Марія", "Богдан", "Оксана")
 LAST_NAMES = ("Шевченко", "Українка", "Франко", "Коваленко", "Бондаренко", "Ткаченко")
 
@@ -26,7 +31,7 @@ def operator_interface(number: int) -> str:
 
 
 async def add_operator(
-    ami: AmiClient, number: int, queues: tuple[str, ...] = QUEUES, talk_seconds: int | None = None
+    ami: AmiClient, number: int, queues: Sequence[str], talk_seconds: int | None = None
 ) -> str:
     """Log a simulated operator into queues; a fixed talk time if given, else random."""
     interface = operator_interface(number)
@@ -43,7 +48,7 @@ async def add_operator(
     return interface
 
 
-async def remove_operator(ami: AmiClient, number: int, queues: tuple[str, ...] = QUEUES) -> None:
+async def remove_operator(ami: AmiClient, number: int, queues: Sequence[str]) -> None:
     for queue in queues:
         try:
             await ami.action("QueueRemove", Queue=queue, Interface=operator_interface(number))
@@ -79,14 +84,28 @@ async def call_in(ami: AmiClient, citizen: Citizen) -> None:
     )
 
 
-def random_citizen(rng: random.Random) -> Citizen:
-    """A plausible mix: most choose a sphere, some wait for the main queue, some give up."""
+#: What a simulated caller presses: (digits, weight).
+Choices = Sequence[tuple[str, float]]
+
+
+def menu_choices(catalogue: QueueCatalogue, spheres: Iterable[Sphere]) -> list[tuple[str, float]]:
+    """Each menu digit weighted by the share of the city's calls its queue takes
+    (the spheres' shares in Kyiv's figures); a queue with none still gets some."""
+    shares: dict[str, float] = {}
+    for sphere in spheres:
+        shares[sphere.queue] = shares.get(sphere.queue, 0.0) + float(sphere.share_percent)
+    return [(digit, max(shares.get(q.name, 0.0), 1.0))
+            for digit, q in sorted(catalogue.by_digit().items())]
+
+
+def random_citizen(rng: random.Random, choices: Choices) -> Citizen:
+    """A plausible mix: most choose a sphere, some give up during the greeting."""
     number = "38050" + "".join(rng.choice("0123456789") for _ in range(7))
     name = f"{rng.choice(FIRST_NAMES)} {rng.choice(LAST_NAMES)}"
     roll = rng.random()
     if roll < 0.08:  # hangs up during the greeting
         return Citizen(number, name, "", 1.0, 0.5)
-    digits = rng.choice("1111112230")  # housing dominates, as in Kyiv's figures
+    digits = rng.choices([d for d, _ in choices], [w for _, w in choices])[0]
     patience = rng.choice((8.0, 20.0, 45.0, 90.0, 180.0))
     return Citizen(number, name, digits, rng.uniform(1.5, 3.0), patience)
 
@@ -95,6 +114,7 @@ async def run_traffic(
     ami: AmiClient,
     calls_per_minute: float,
     stop: asyncio.Event,
+    choices: Choices,
     seed: int | None = None,
 ) -> int:
     """Originate random citizens until ``stop`` is set; returns how many called."""
@@ -102,7 +122,7 @@ async def run_traffic(
     count = 0
     while not stop.is_set():
         try:
-            await call_in(ami, random_citizen(rng))
+            await call_in(ami, random_citizen(rng, choices))
             count += 1
         except AmiError as exc:
             log.warning("simulated_call_failed", error=str(exc))

@@ -8,6 +8,7 @@ when the repo root is on ``sys.path``).
 from __future__ import annotations
 
 import asyncio
+import shutil
 import sys
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -15,12 +16,13 @@ from pathlib import Path
 
 import pytest
 
-from agi_scripts.fallback import Menu, load_menu
+from agi_scripts.fallback import NO_MENU, load_menu
+from ivr.menu import load_ivr_config
 from tests.support.fake_agi_client import GUARD, environment
+from tests.support.paths import CONFIG_DIR as CONFIG
 from tests.support.paths import REPO_ROOT as REPO
 
 SCRIPT = REPO / "agi_scripts" / "fallback.py"
-CONFIG = REPO / "config" / "ivr.toml"
 
 
 @dataclass
@@ -145,23 +147,20 @@ async def test_stdin_closed_during_environment_exits_quietly() -> None:
     assert b"Traceback" not in err
 
 
-async def test_broken_config_uses_builtin_menu(tmp_path: Path) -> None:
-    broken = tmp_path / "ivr.toml"
-    broken.write_text("[menu\nprompt = ")
-    script = await start(broken)
+@pytest.mark.parametrize("broken", ["ivr.toml", "queues.toml"])
+async def test_broken_config_skips_the_menu(tmp_path: Path, broken: str) -> None:
+    shutil.copytree(CONFIG, tmp_path, dirs_exist_ok=True)
+    (tmp_path / broken).write_text("[menu\nprompt = ")
+    script = await start(tmp_path)
     await script.expect("ANSWER")
     await script.send("200 result=0")
-    await script.expect("GET DATA basic-pbx-ivr-main 5000 1")
-    await script.send("200 result=3")
-    await script.expect('SET VARIABLE "HOTLINE_QUEUE" "social"')
-    await script.send("200 result=1", "200 result=1", "200 result=1")
+    # no menu and no HOTLINE_QUEUE: the dialplan's preset queue takes the call
+    await script.expect('SET VARIABLE "IVR_CHOICE" ""')
+    await script.send("200 result=1", "200 result=1")
     code, rest, err = await script.finish()
     assert code == 0
-    assert rest.decode().splitlines() == [
-        'SET VARIABLE "IVR_CHOICE" "3"',
-        'SET VARIABLE "IVR_SOURCE" "fallback"',
-    ]
-    assert "built-in menu" in err
+    assert rest.decode().splitlines() == ['SET VARIABLE "IVR_SOURCE" "fallback"']
+    assert "no menu" in err and "Traceback" not in err
 
 
 def test_load_menu_reads_the_shipped_config() -> None:
@@ -171,17 +170,26 @@ def test_load_menu_reads_the_shipped_config() -> None:
     assert menu.default_queue == "main"
 
 
-def test_load_menu_missing_file_gives_builtin(tmp_path: Path) -> None:
-    assert load_menu(str(tmp_path / "absent.toml")) == Menu()
+def test_load_menu_missing_files_give_no_menu(tmp_path: Path) -> None:
+    assert load_menu(str(tmp_path)) == NO_MENU
+    assert NO_MENU.options == {} and NO_MENU.default_queue == ""
 
 
-def test_builtin_menu_routes_like_the_shipped_config() -> None:
-    """The built-in routing must not drift from config/ivr.toml. Its prompts are
-    Asterisk's core sounds on purpose: they exist even when ours were not made."""
-    shipped, builtin = load_menu(str(CONFIG)), Menu()
-    assert (shipped.options, shipped.default_queue, shipped.timeout_ms) == (
-        builtin.options, builtin.default_queue, builtin.timeout_ms)
-    assert builtin.prompt == "basic-pbx-ivr-main"
+def test_fallback_menu_is_the_fastagi_menu() -> None:
+    """Both read the same two files: the same digits, queues, prompt and default."""
+    fallback, fastagi = load_menu(str(CONFIG)), load_ivr_config(CONFIG)
+    assert fallback.options == {d: o.queue for d, o in fastagi.options.items()}
+    assert (fallback.prompt, fallback.invalid_prompt, fallback.timeout_ms,
+            fallback.default_queue) == (fastagi.menu_prompt, fastagi.invalid_prompt,
+                                        fastagi.timeout_ms, fastagi.default_queue)
+
+
+def test_a_queue_added_to_the_catalogue_is_offered(tmp_path: Path) -> None:
+    shutil.copytree(CONFIG, tmp_path, dirs_exist_ok=True)
+    with (tmp_path / "queues.toml").open("a") as fh:
+        fh.write('[queues.health]\ndigit = "4"\nsphere = "healthcare"\n'
+                 'label_uk = "Охорона здоров\'я"\nlabel_en = "Healthcare"\n')
+    assert load_menu(str(tmp_path)).options["4"] == "health"
 
 
 def test_script_imports_nothing_from_the_project() -> None:

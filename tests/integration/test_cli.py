@@ -5,33 +5,16 @@ that refuses the login. Run as real subprocesses, as a person would run them."""
 from __future__ import annotations
 
 import asyncio
-import os
-import sys
 from pathlib import Path
 from typing import Any
 
 import asyncpg
 import pytest
 
+from tests.support.cli import run_hotline
 from tests.support.fake_ami_server import FakeAmiServer
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
-
-
-async def run_hotline(
-    *args: str, env: dict[str, str] | None = None, timeout: float = 60.0
-) -> tuple[int, str, str]:
-    full_env = {k: v for k, v in os.environ.items() if not k.startswith("HOTLINE_")}
-    full_env.pop("DATABASE_URL", None)
-    full_env.pop("REDIS_URL", None)
-    full_env.update(env or {})
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "hotline.cli", *args,
-        env=full_env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
-    )
-    out, err = await asyncio.wait_for(proc.communicate(), timeout)
-    assert proc.returncode is not None
-    return proc.returncode, out.decode(), err.decode()
 
 
 def assert_one_error_line(stderr: str, *expected: str) -> str:

@@ -26,6 +26,7 @@ from hotline.devtools import asterisk_sandbox as sandbox
 from hotline.devtools import simulator
 from hotline.settings import Settings
 from ivr.server import FastAgiServer
+from tests.support.paths import CONFIG_DIR
 from tests.support.ports import instance, port
 
 pytestmark = [pytest.mark.asterisk, pytest.mark.asyncio(loop_scope="session")]
@@ -53,6 +54,7 @@ def asterisk() -> Iterator[sandbox.SandboxSpec]:
         sip_port=SIP_PORT,
         sip_password=secrets.token_urlsafe(12),
         queue_timeout=60,
+        config_dir=CONFIG_DIR,
     )
     sandbox.down(spec)
     sandbox.up(spec)

@@ -26,6 +26,7 @@ from hotline.app import Backends, HotlineService, open_backends
 from hotline.devtools import asterisk_sandbox as sandbox
 from hotline.devtools import simulator
 from hotline.settings import Settings
+from tests.support.paths import CONFIG_DIR
 from tests.support.ports import instance, port
 
 pytestmark = [pytest.mark.asterisk, pytest.mark.asyncio(loop_scope="session")]
@@ -56,6 +57,7 @@ def asterisk() -> Iterator[sandbox.SandboxSpec]:
         agi_port=AGI_PORT,
         sip_port=SIP_PORT,
         sip_password=secrets.token_urlsafe(12),
+        config_dir=CONFIG_DIR,
         queue_timeout=60,
     )
     sandbox.down(spec)

@@ -23,9 +23,10 @@ import pytest_asyncio
 from hotline.app import Backends, HotlineService, open_backends
 from hotline.devtools import asterisk_sandbox as sandbox
 from hotline.devtools import simulator
-from hotline.settings import CONFIG_DIR, Settings
+from hotline.settings import Settings
 from ivr.menu import load_ivr_config
 from ivr.server import FastAgiServer
+from tests.support.paths import CONFIG_DIR
 from tests.support.ports import instance, port
 from tests.support.sip_uac import SipCall
 
@@ -55,6 +56,7 @@ def asterisk() -> Iterator[sandbox.SandboxSpec]:
         agi_port=AGI_PORT,
         sip_port=SIP_PORT,
         sip_password=secrets.token_urlsafe(12),
+        config_dir=CONFIG_DIR,
         queue_timeout=60,
     )
     sandbox.down(spec)
@@ -249,6 +251,40 @@ async def test_fastagi_down_fallback_still_queues(
     assert abs(int(complete[1]) - call["talk_seconds"]) <= 1
 
 
+async def test_wait_runs_out_and_the_catalogues_overflow_queue_answers(
+    service: HotlineService, asterisk: sandbox.SandboxSpec, pg_pool: asyncpg.Pool
+) -> None:
+    """queues.toml: social overflows to main; the dialplan follows the generated chain."""
+    assert service.cti is not None
+    ami = service.cti.ami
+    overflow = load_ivr_config(CONFIG_DIR).queues.queues["social"].overflow
+    assert overflow == "main"
+    # nobody in "social"; the wait there is cut to 3 s for this call
+    await ami.action("Setvar", Variable="HOTLINE_QUEUE_TIMEOUT", Value="3")
+    await simulator.add_operator(ami, 203, queues=(overflow,), talk_seconds=2)
+    number = unique_number()
+    try:
+        await simulator.call_in(ami, simulator.Citizen(number, "Богдан Ткаченко", "3",
+                                                       DIGIT_DELAY, 60))
+        call = await wait_for_call(pg_pool, number)
+    finally:
+        await simulator.remove_operator(ami, 203, queues=(overflow,))
+        await ami.action("Setvar", Variable="HOTLINE_QUEUE_TIMEOUT",
+                         Value=str(asterisk.queue_timeout))
+
+    assert (call["ivr_choice"], call["outcome"], call["queue"]) == ("3", "answered", "main")
+    attempts = await pg_pool.fetch(
+        "SELECT qa.* FROM queue_attempts qa JOIN calls c ON c.id = qa.call_id "
+        "WHERE c.call_key = $1 ORDER BY seq",
+        call["call_key"],
+    )
+    # (the first stay's outcome is the tracker's business: left alone here)
+    assert [a["queue"] for a in attempts] == ["social", "main"]
+    assert attempts[-1]["outcome"] == "answered"
+    log = await queue_log_for(asterisk, call["uniqueid"], {"COMPLETEAGENT", "COMPLETECALLER"})
+    assert "EXITWITHTIMEOUT" in log and "CONNECT" in log
+
+
 async def test_sip_call_through_the_citizens_trunk(
     service: HotlineService, asterisk: sandbox.SandboxSpec, pg_pool: asyncpg.Pool
 ) -> None:
@@ -304,7 +340,7 @@ async def test_asterisk_restart_keeps_call_keys_unique(
 
 async def test_every_prompt_was_found_by_asterisk(asterisk: sandbox.SandboxSpec) -> None:
     """Runs last: after the calls above, Asterisk has not missed a single sound file."""
-    config = load_ivr_config(CONFIG_DIR / "ivr.toml")
+    config = load_ivr_config(CONFIG_DIR)
     sounds = asterisk.root / "usr" / "share" / "asterisk" / "sounds" / "uk"
     ours = [p for p in (*config.greeting, config.menu_prompt, config.invalid_prompt)
             if p.startswith("hotline/")]

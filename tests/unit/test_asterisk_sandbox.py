@@ -3,18 +3,22 @@
 from __future__ import annotations
 
 import re
+import shutil
 from pathlib import Path
 
 import pytest
 
+from hotline.checks import check_asterisk
 from hotline.devtools import asterisk_sandbox as sandbox
+from ivr.menu import load_ivr_config
+from tests.support.paths import CONFIG_DIR
 
 
 def spec(root: Path) -> sandbox.SandboxSpec:
     return sandbox.SandboxSpec(
         instance="unit", root=root, server_id="hotline-unit", ami_port=25999,
         ami_user="hotline", ami_secret="s3cr3t-value", agi_host="127.0.0.1", agi_port=24999,
-        sip_port=25998, sip_password="sip-pass", queue_timeout=77,
+        sip_port=25998, sip_password="sip-pass", config_dir=CONFIG_DIR, queue_timeout=77,
     )
 
 
@@ -30,34 +34,73 @@ def test_render_fills_every_placeholder(tmp_path: Path) -> None:
     assert "secret = s3cr3t-value" in rendered["manager.conf"]
     assert "agi://127.0.0.1:24999/ivr" in rendered["extensions.conf"]
     assert "systemname = hotline-unit" in rendered["asterisk.conf"]
-    assert "/etc/hotline-asterisk-unit/ivr.toml" in rendered["extensions.conf"]
+    assert "AGI(hotline-fallback.py,/etc/hotline-asterisk-unit)" in rendered["extensions.conf"]
     # secrets on disk readable by root only
     assert (s.etc_dir / "manager.conf").stat().st_mode & 0o077 == 0
     fallback = s.etc_dir / "agi-bin" / "hotline-fallback.py"
     assert fallback.stat().st_mode & 0o111
-    assert (s.etc_dir / "ivr.toml").exists()
+    assert (s.etc_dir / "ivr.toml").exists() and (s.etc_dir / "queues.toml").exists()
     # same inputs, same digest; a changed secret changes it (so `up` restarts)
     assert sandbox.render_config(s) == digest
     other = sandbox.SandboxSpec(**{**s.__dict__, "ami_secret": "another"})
     assert sandbox.render_config(other) != digest
 
 
-def test_every_queue_has_a_service_level() -> None:
-    text = (sandbox.ASTERISK_ETC / "queues.conf").read_text()
-    queues = re.findall(r"^\[([a-z]+)\]\(hotline-queue\)", text, re.MULTILINE)
-    assert set(queues) >= {"housing", "transport", "social", "main"}
-    assert re.search(r"^servicelevel = 20$", text, re.MULTILINE)
+def rendered(tmp_path: Path) -> dict[str, str]:
+    s = spec(tmp_path)
+    sandbox.render_config(s)
+    return {p.name: p.read_text() for p in s.etc_dir.glob("*.conf")}
 
 
-def test_dialplan_never_leaves_the_caller_in_silence() -> None:
-    text = (sandbox.ASTERISK_ETC / "extensions.conf").read_text()
+def test_queues_conf_is_generated_from_the_catalogue(tmp_path: Path) -> None:
+    menu = load_ivr_config(CONFIG_DIR)
+    text = rendered(tmp_path)["queues.conf"]
+    queues = re.findall(r"^\[([a-z_]+)\]\(hotline-queue\)$", text, re.MULTILINE)
+    assert queues == list(menu.queues.names)
+    assert text.count("servicelevel = 20\n") == len(queues)
+
+
+def test_a_queue_added_to_the_catalogue_reaches_asterisk(tmp_path: Path) -> None:
+    config = tmp_path / "config"
+    shutil.copytree(CONFIG_DIR, config)
+    with (config / "queues.toml").open("a") as fh:
+        fh.write('[queues.night]\nservice_level = 60\noverflow = "housing"\n')
+    s = sandbox.SandboxSpec(**{**spec(tmp_path).__dict__, "config_dir": config})
+    sandbox.render_config(s)
+    queues_conf = (s.etc_dir / "queues.conf").read_text()
+    assert "[night](hotline-queue)\n" in queues_conf and "servicelevel = 60\n" in queues_conf
+    assert "HOTLINE_OVERFLOW_night = housing\n" in (s.etc_dir / "extensions.conf").read_text()
+
+
+def test_dialplan_never_leaves_the_caller_in_silence(tmp_path: Path) -> None:
+    text = rendered(tmp_path)["extensions.conf"]
     inbound = text.split("[hotline-inbound]")[1].split("\n[")[0]
     steps = [line.strip() for line in inbound.splitlines() if "same =>" in line]
     fastagi = next(i for i, s in enumerate(steps) if "AGI(${HOTLINE_AGI_URL})" in s)
     fallback = next(i for i, s in enumerate(steps) if "AGI(hotline-fallback.py" in s)
-    queue = next(i for i, s in enumerate(steps) if "Queue(${HOTLINE_QUEUE}" in s)
+    queue = next(i for i, s in enumerate(steps) if "Queue(${QUEUE_NOW}" in s)
     assert fastagi < fallback < queue
-    assert "Set(HOTLINE_QUEUE=main)" in inbound.split("AGI(")[0]  # preset before any AGI
+    # preset before any AGI, to the menu's default queue (ivr.toml); overflow from queues.toml
+    assert "Set(HOTLINE_QUEUE=${HOTLINE_DEFAULT_QUEUE})" in inbound.split("AGI(")[0]
+    assert "\nHOTLINE_DEFAULT_QUEUE = main\n" in text
+    assert "\nHOTLINE_CATCH_ALL = main\n" in text
+    for queue_name in ("housing", "transport", "social"):
+        assert f"\nHOTLINE_OVERFLOW_{queue_name} = main\n" in text
+    assert "HOTLINE_OVERFLOW_main" not in text  # the catch-all is the last stop
+
+
+def test_simulation_dialplan_is_the_sandboxs_alone(tmp_path: Path) -> None:
+    production = (sandbox.ASTERISK_ETC / "extensions.conf").read_text()
+    assert "hotline-sim-" not in production and "extensions_simulation" not in production
+    conf = rendered(tmp_path)
+    assert conf["extensions.conf"].rstrip().endswith('#include "extensions_simulation.conf"')
+    assert "[hotline-sim-citizen]" in conf["extensions_simulation.conf"]
+    assert "[hotline-sim-operator]" in conf["extensions_simulation.conf"]
+
+
+def test_generated_configuration_passes_the_checks() -> None:
+    menu = load_ivr_config(CONFIG_DIR)
+    assert check_asterisk(sandbox.ASTERISK_ETC, menu.queues, menu.default_queue) == []
 
 
 def test_mirror_from_apt_sources(tmp_path: Path) -> None:

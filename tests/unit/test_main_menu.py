@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-import re
+import shutil
+import tomllib
 from pathlib import Path
 from typing import Any
 
@@ -13,11 +14,11 @@ from structlog.testing import capture_logs
 from hotline.core.records import IvrStep
 from ivr.flows import MAIN_MENU_ROUTE, build_routes
 from ivr.flows.main_menu import make_main_menu
-from ivr.menu import DEFAULT_CONFIG_PATH, IvrConfig, IvrConfigError, load_ivr_config
+from ivr.menu import IvrConfig, IvrConfigError, load_catalogue, load_ivr_config
 from ivr.menu import parse_ivr_config as parse
 from ivr.server import FastAgiServer
 from tests.support.fake_agi_client import FakeAsterisk, menu_responder
-from tests.support.paths import REPO_ROOT as REPO
+from tests.support.paths import CONFIG_DIR
 
 
 class MemoryJournal:
@@ -46,7 +47,7 @@ class BrokenJournal:
 
 @pytest.fixture(scope="module")
 def config() -> IvrConfig:
-    return load_ivr_config()
+    return load_ivr_config(CONFIG_DIR)
 
 
 async def run_call(
@@ -85,19 +86,17 @@ def test_shipped_menu_maps_digits_to_queues(config: IvrConfig) -> None:
     assert config.max_attempts >= 2
 
 
-def test_menu_queues_exist_in_queues_conf(config: IvrConfig) -> None:
-    queues_conf = REPO / "asterisk" / "etc" / "queues.conf"
-    # Queue sections, not [general] (settings) nor templates like [name](!).
-    headers = re.findall(r"^\[([^\]]+)\](\([^)]*\))?", queues_conf.read_text(), re.MULTILINE)
-    queues = {name for name, inherit in headers if name != "general" and inherit != "(!)"}
-    wanted = {o.queue for o in config.options.values()} | {config.default_queue}
-    assert wanted - queues == set(), f"queues.conf defines only {sorted(queues)}"
+def test_menu_options_are_the_catalogue_queues_with_a_digit(config: IvrConfig) -> None:
+    catalogue = load_catalogue(CONFIG_DIR)
+    assert config.queues == catalogue
+    assert {d: (o.queue, o.label_uk) for d, o in config.options.items()} == {
+        q.digit: (q.name, q.label_uk) for q in catalogue.queues.values() if q.digit
+    }
+    assert config.default_queue in catalogue.queues
 
 
 def good() -> dict[str, Any]:
-    import tomllib
-
-    return tomllib.loads(DEFAULT_CONFIG_PATH.read_text())
+    return tomllib.loads((CONFIG_DIR / "ivr.toml").read_text())
 
 
 @pytest.mark.parametrize(
@@ -109,28 +108,43 @@ def good() -> dict[str, Any]:
         (lambda d: d["menu"].update(max_attempts=True), "menu.max_attempts"),
         (lambda d: d["menu"].update(max_attempts=0), "menu.max_attempts"),
         (lambda d: d["menu"].update(default_queue="General Queue"), "menu.default_queue"),
-        (lambda d: d["menu"]["options"]["2"].update(queue=""), "menu.options.2.queue"),
-        (lambda d: d["menu"]["options"]["3"].pop("label_en"), "menu.options.3.label_en"),
-        (lambda d: d["menu"]["options"].update({"12": {}}), "menu.options.12"),
+        (lambda d: d["menu"].update(default_queue="general"), "menu.default_queue"),
         (lambda d: d["menu"].update(greeting=["../../etc/passwd"]), "menu.greeting[0]"),
-        (lambda d: d["menu"].update(options={}), "menu.options"),
+        (lambda d: d["menu"].update(options={"1": {"queue": "housing"}}), "menu.options"),
+        (lambda d: d["menu"].update(promt="hotline/menu"), "menu.promt"),
         (lambda d: d.pop("menu"), "menu"),
     ],
 )
-def test_bad_config_names_the_key(mutate: Any, bad_key: str) -> None:
+def test_bad_config_names_the_key(mutate: Any, bad_key: str, config: IvrConfig) -> None:
     data = good()
     mutate(data)
     with pytest.raises(IvrConfigError) as err:
-        parse(data)
-    assert str(err.value).startswith(bad_key + ":")
+        parse(data, config.queues)
+    assert [(p.file, p.key) for p in err.value.problems] == [("ivr.toml", bad_key)]
+    assert str(err.value).startswith(f"ivr.toml: {bad_key}: ")
 
 
-def test_unreadable_config_file(tmp_path: Path) -> None:
+def test_every_problem_is_named_at_once(config: IvrConfig) -> None:
+    data = good()
+    data["menu"].update(default_queue="nowhere", timeout_ms=0, prompt="a b")
+    with pytest.raises(IvrConfigError) as err:
+        parse(data, config.queues)
+    assert sorted(p.key for p in err.value.problems) == [
+        "menu.default_queue", "menu.prompt", "menu.timeout_ms"]
+    assert "(and 2 more problems)" in str(err.value)
+
+
+def test_unreadable_config_files(tmp_path: Path) -> None:
+    shutil.copytree(CONFIG_DIR, tmp_path, dirs_exist_ok=True)
     (tmp_path / "ivr.toml").write_text("[menu\n")
-    with pytest.raises(IvrConfigError, match="not valid TOML"):
-        load_ivr_config(tmp_path / "ivr.toml")
-    with pytest.raises(IvrConfigError, match="cannot read"):
-        load_ivr_config(tmp_path / "missing.toml")
+    with pytest.raises(IvrConfigError, match=r"ivr\.toml: not valid TOML"):
+        load_ivr_config(tmp_path)
+    (tmp_path / "ivr.toml").unlink()
+    with pytest.raises(IvrConfigError, match=r"ivr\.toml: cannot read"):
+        load_ivr_config(tmp_path)
+    (tmp_path / "queues.toml").write_text("catch_all = 'main'\n")
+    with pytest.raises(IvrConfigError, match=r"queues\.toml: queues: "):
+        load_ivr_config(tmp_path)
 
 
 # --- the flow ----------------------------------------------------------------------

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 import wave
 from pathlib import Path
 
@@ -14,12 +15,12 @@ from hotline.devtools.prompts import (
     menu_sentence,
     render_prompts,
 )
-from hotline.settings import CONFIG_DIR
-from ivr.menu import load_ivr_config
+from ivr.menu import IvrConfigError, check_prompts, load_ivr_config
+from tests.support.paths import CONFIG_DIR
 
 
 def test_menu_sentence_follows_the_configured_options() -> None:
-    config = load_ivr_config(CONFIG_DIR / "ivr.toml")
+    config = load_ivr_config(CONFIG_DIR)
     sentence = menu_sentence(config)
     for digit, option in config.options.items():
         assert f"{option.label_uk} — натисніть {digit}." in sentence
@@ -27,8 +28,8 @@ def test_menu_sentence_follows_the_configured_options() -> None:
 
 
 def test_shipped_prompts_cover_what_the_ivr_plays() -> None:
-    config = load_ivr_config(CONFIG_DIR / "ivr.toml")
-    prompts = load_prompts()
+    config = load_ivr_config(CONFIG_DIR)
+    prompts = load_prompts(CONFIG_DIR)
     ours = {p for p in (*config.greeting, config.menu_prompt, config.invalid_prompt)
             if p.startswith("hotline/")}
     assert ours <= prompts.texts.keys()
@@ -48,11 +49,36 @@ def test_render_makes_8khz_mono_wav_once(tmp_path: Path) -> None:
     assert render_prompts(changed, tmp_path) == ["hotline/test"]
 
 
+def test_menu_sentence_follows_the_catalogue(tmp_path: Path) -> None:
+    shutil.copytree(CONFIG_DIR, tmp_path, dirs_exist_ok=True)
+    with (tmp_path / "queues.toml").open("a") as fh:
+        fh.write('[queues.health]\ndigit = "4"\nlabel_uk = "Охорона здоров\'я"\n'
+                 'label_en = "Healthcare"\n')
+    assert "Охорона здоров'я — натисніть 4." in load_prompts(tmp_path).texts["hotline/menu"]
+
+
 def test_empty_text_is_refused(tmp_path: Path) -> None:
-    bad = tmp_path / "prompts.toml"
-    bad.write_text('[text]\n"hotline/menu" = " "\n')
-    with pytest.raises(PromptError, match="hotline/menu"):
-        load_prompts(bad)
+    shutil.copytree(CONFIG_DIR, tmp_path, dirs_exist_ok=True)
+    (tmp_path / "prompts.toml").write_text('[text]\n"hotline/menu" = " "\n')
+    with pytest.raises(IvrConfigError, match=r"prompts\.toml: text\.\"hotline/menu\": "):
+        load_prompts(tmp_path)
+
+
+@pytest.mark.parametrize(
+    ("text", "file", "key"),
+    [
+        ('[text]\n"hotline/menu" = "{options}"\n"hotline/invalid" = "Ні."\n', "ivr.toml",
+         "menu.greeting[1]"),  # the greeting has no words: no sound file would be made
+        ('speed = 5000\n[text]\n"hotline/greeting" = "Так."\n"hotline/menu" = "{options}"\n'
+         '"hotline/invalid" = "Ні."\n', "prompts.toml", "speed"),
+        ('[text]\n"vm-sorry" = "Ні."\n"hotline/greeting" = "Так."\n"hotline/menu" = "{options}"'
+         '\n"hotline/invalid" = "Ні."\n', "prompts.toml", "text.vm-sorry"),
+    ],
+)
+def test_prompt_problems_name_file_and_key(text: str, file: str, key: str) -> None:
+    config = load_ivr_config(CONFIG_DIR)
+    _, problems = check_prompts(text, config.prompts())
+    assert [(p.file, p.key) for p in problems] == [(file, key)]
 
 
 def test_missing_tools_are_named(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
