@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from cti_bridge.ami_protocol import AmiMessage, AmiParser, encode_action
+from cti_bridge.ami_protocol import AmiMessage, AmiParser, challenge_key, encode_action
 from tests.support.paths import AMI_FIXTURES as FIXTURES
 
 TRANSCRIPTS = sorted(FIXTURES.glob("*.txt"))
@@ -165,12 +165,77 @@ def test_incomplete_message_waits_for_more() -> None:
     assert msg.get("Key") == "value"
 
 
-def test_overlong_line_is_dropped_and_reported() -> None:
+def test_overlong_line_drops_its_message_and_resyncs() -> None:
     parser = AmiParser()
-    assert parser.feed(b"Event: A\r\nJunk: " + b"x" * (2 << 20)) == []
-    [msg] = parser.feed(b"\r\nK: v\r\n\r\n")
-    assert msg.event == "A" and msg.get("K") == "v" and len(msg.errors) == 1
-    assert parser.malformed_lines == 1
+    assert parser.feed(b"Event: A\r\nActionID: 5\r\nJunk: " + b"x" * (2 << 20)) == []
+    assert parser.buffered_bytes <= parser.max_message_bytes  # not 2 MiB held
+    [msg] = parser.feed(b"\r\nK: v\r\n\r\nEvent: B\r\nK: w\r\n\r\n")
+    assert (msg.event, msg.get("K"), msg.errors) == ("B", "w", ())
+    [dropped] = parser.dropped
+    assert dropped.event == "A" and dropped.action_id == "5"
+    assert "bytes" in dropped.reason and dropped.size > parser.max_message_bytes
+    assert parser.dropped_messages == 1 and parser.malformed_lines == 0
+
+
+def test_message_with_too_many_headers_is_dropped_whole() -> None:
+    parser = AmiParser(max_headers=10)
+    many = b"".join(b"ChanVariable: V%d=x\r\n" % i for i in range(11))
+    fits = b"".join(b"ChanVariable: V%d=x\r\n" % i for i in range(9))
+    msgs = parser.feed(
+        b"Event: Big\r\n" + many + b"\r\n" + b"Event: Fits\r\n" + fits + b"\r\n"
+    )
+    assert [m.event for m in msgs] == ["Fits"] and len(msgs[0].getall("ChanVariable")) == 9
+    [dropped] = parser.dropped
+    assert dropped.event == "Big" and dropped.lines == 10 and "10 lines" in dropped.reason
+
+
+def test_garbage_lines_count_against_the_header_cap() -> None:
+    parser = AmiParser(max_headers=50)
+    msgs = parser.feed(b"Event: A\r\n" + b"no colon here\r\n" * 1000 + b"\r\nEvent: B\r\n\r\n")
+    assert [m.event for m in msgs] == ["B"]
+    assert parser.dropped_messages == 1 and parser.malformed_lines <= 50
+
+
+def test_message_size_cap_is_exact() -> None:
+    head = b"Event: A\r\nV: "
+    fits = head + b"x" * (200 - len(head) - 4) + b"\r\n\r\n"
+    assert len(fits) == 200
+    [msg] = AmiParser(max_message_bytes=200).feed(fits)
+    assert msg.size == 200 and msg.event == "A"
+    too_big = head + b"x" * (200 - len(head) - 3) + b"\r\n\r\n"
+    parser = AmiParser(max_message_bytes=200)
+    assert parser.feed(too_big + b"Event: B\r\n\r\n")[0].event == "B"
+    assert parser.dropped_messages == 1
+
+
+def test_endless_follows_block_is_cut_and_the_stream_resyncs() -> None:
+    parser = AmiParser(max_message_bytes=1024)
+    flood = b"Response: Follows\r\nActionID: 9\r\n" + b"output line\r\n" * 500
+    assert parser.feed(flood) == []
+    [msg] = parser.feed(b"\r\nEvent: After\r\n\r\n")
+    assert msg.event == "After"
+    assert parser.dropped[0].action_id == "9"
+
+
+def test_dropping_is_the_same_at_any_chunking() -> None:
+    data = (
+        b"Asterisk Call Manager/11.0.0\r\nEvent: A\r\n" + b"K: v\r\n" * 40 + b"\r\n"
+        b"Event: Long\r\nV: " + b"y" * 700 + b"\r\n\r\nEvent: C\r\nN: \xd0\xa2\r\n\r\n"
+    )
+    whole = AmiParser(max_headers=20, max_message_bytes=512)
+    reference = whole.feed(data)
+    assert [m.event for m in reference] == ["C"] and whole.dropped_messages == 2
+    for step in (1, 3, 7, 64):
+        parser = AmiParser(max_headers=20, max_message_bytes=512)
+        got = [m for i in range(0, len(data), step) for m in parser.feed(data[i : i + step])]
+        assert got == reference and parser.dropped_messages == 2, step
+        assert [d.event for d in parser.dropped] == ["A", "Long"]
+
+
+def test_challenge_key_is_md5_of_challenge_then_secret() -> None:
+    # echo -n '840656521s3cret' | md5sum
+    assert challenge_key("840656521", "s3cret") == "b7c7c1f76457334bd37123b406486e61"
+    assert challenge_key("1", "s3cret") != challenge_key("2", "s3cret")
 
 
 def test_legacy_response_follows_keeps_command_output() -> None:
