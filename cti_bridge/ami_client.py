@@ -15,6 +15,13 @@ replies. Here:
 * a supervisor task (``start()``) reconnects with exponential backoff and runs the
   ``on_connected`` callbacks after every login; a ping watchdog per connection
   aborts a link whose Ping goes unanswered.
+* the login is an MD5 challenge (``Action: Challenge``, then ``Login`` with
+  ``Key: md5(challenge + secret)``): the secret never crosses the wire, so
+  whatever listens on the port (say, while Asterisk restarts) does not learn it.
+  There is no fallback to a plain-text login.
+* input is bounded: the parser drops oversized messages (logged), and the event
+  backlog sheds chatty events first when handlers fall behind (see
+  :class:`EventBacklog`).
 """
 
 from __future__ import annotations
@@ -24,6 +31,8 @@ import contextlib
 import inspect
 import itertools
 import secrets
+import time
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from fnmatch import fnmatchcase
@@ -32,7 +41,7 @@ from typing import Any
 from hotline.core.errors import PeerError
 from hotline.core.logs import get_logger
 
-from .ami_protocol import AmiMessage, AmiParser, encode_action
+from .ami_protocol import AmiMessage, AmiParser, DroppedMessage, challenge_key, encode_action
 
 # Sync or async: the result is awaited when it is awaitable.
 EventHandler = Callable[[AmiMessage], object]
@@ -40,7 +49,28 @@ ConnectedCallback = Callable[[], object]
 HeaderValue = str | list[str]
 
 MAX_RECONNECT_DELAY = 30.0
-_QUEUE_HIGH_WATER = 10_000  # events waiting for slow handlers: worth a warning
+# About 3 s of a 30 calls/s peak (~100 events a call), a few tens of MB at most.
+MAX_QUEUED_EVENTS = 10_000
+MAX_QUEUED_BYTES = 32 * 1024 * 1024
+
+#: Events a call's record, an operator's state or the link itself is made of:
+#: queued even over the backlog's caps (up to twice them). Everything else
+#: (Newexten, DTMF*, RTCP*, AGIExec*, DialState, most VarSet…) is shed first.
+ESSENTIAL_EVENTS = (
+    "Newchannel", "Newstate", "NewCallerid", "Hangup",
+    "QueueCaller*", "QueueMember*", "Agent*", "Bridge*",
+    "OriginateResponse", "FullyBooted", "Shutdown", "Reload",
+)
+#: The channel variables the call tracker builds a record from (VarSet).
+ESSENTIAL_VARIABLES = frozenset({"IVR_CHOICE", "IVR_SOURCE", "HOTLINE_QUEUE", "QUEUESTATUS"})
+
+
+def essential_event(msg: AmiMessage) -> bool:
+    """The default shedding policy: see ESSENTIAL_EVENTS and ESSENTIAL_VARIABLES."""
+    name = msg.event or ""
+    if name == "VarSet":
+        return (msg.get("Variable") or "").upper() in ESSENTIAL_VARIABLES
+    return any(fnmatchcase(name, pattern) for pattern in ESSENTIAL_EVENTS)
 
 
 class AmiError(PeerError):
@@ -76,6 +106,13 @@ class AmiConnectionLost(AmiError):
     http_status = 503
 
 
+class AmiProtocolError(AmiError):
+    """Asterisk's reply could not be taken (dropped by the parser's limits)."""
+
+    error_id = "ami_protocol_error"
+    http_status = 502
+
+
 class AmiActionError(AmiError):
     """Asterisk answered ``Response: Error``; the whole reply is in ``reply``."""
 
@@ -85,6 +122,87 @@ class AmiActionError(AmiError):
         super().__init__(f"AMI action {action} failed: {reply.get('Message', '')}")
         self.action = action
         self.reply = reply
+
+
+class EventBacklog:
+    """Events waiting for the handlers, bounded in count and in bytes.
+
+    Under the caps every event waits its turn. Over either cap, events that are
+    not ``essential`` are shed and counted by name (one warning when shedding
+    starts, one with the counts when the backlog is back under half its caps);
+    essential ones are still queued, up to twice the caps, so a call's closing
+    events survive a burst. Past that even they are dropped, each one logged as
+    an error with its channel: never silently.
+    """
+
+    def __init__(
+        self,
+        log: Any,
+        *,
+        max_events: int = MAX_QUEUED_EVENTS,
+        max_bytes: int = MAX_QUEUED_BYTES,
+        essential: Callable[[AmiMessage], bool] = essential_event,
+    ) -> None:
+        if max_events < 1 or max_bytes < 1:
+            raise ValueError("the AMI event backlog needs room for at least one event")
+        self.max_events, self.max_bytes = max_events, max_bytes
+        self._essential = essential
+        self._queue: asyncio.Queue[AmiMessage] = asyncio.Queue()
+        self._log = log
+        self.bytes = 0
+        #: Every event dropped since the client was made, by event name.
+        self.dropped: Counter[str] = Counter()
+        self._episode: Counter[str] | None = None  # drops since shedding started
+        self._episode_started = 0.0
+
+    def __len__(self) -> int:
+        return self._queue.qsize()
+
+    def put(self, msg: AmiMessage) -> bool:
+        """Queue ``msg``, or drop it by the policy above; True when queued."""
+        count, size = self._queue.qsize(), self.bytes + msg.size
+        if count >= self.max_events or size > self.max_bytes:
+            essential = self._essential(msg)
+            beyond = count >= 2 * self.max_events or size > 2 * self.max_bytes
+            if not essential or beyond:
+                self._drop(msg, essential)
+                return False
+        self._queue.put_nowait(msg)
+        self.bytes += msg.size
+        return True
+
+    async def get(self) -> AmiMessage:
+        msg = await self._queue.get()
+        self.bytes -= msg.size
+        if (
+            self._episode is not None
+            and self._queue.qsize() <= self.max_events // 2
+            and self.bytes <= self.max_bytes // 2
+        ):
+            self._log.warning(
+                "ami_backlog_recovered",
+                dropped=sum(self._episode.values()),
+                dropped_by_event=dict(self._episode.most_common()),
+                seconds=round(time.monotonic() - self._episode_started, 1),
+            )
+            self._episode = None
+        return msg
+
+    def _drop(self, msg: AmiMessage, essential: bool) -> None:
+        name = msg.event or ""
+        self.dropped[name] += 1
+        if self._episode is None:
+            self._episode, self._episode_started = Counter(), time.monotonic()
+            self._log.warning(
+                "ami_backlog_shedding", queued=self._queue.qsize(), queued_bytes=self.bytes,
+                max_events=self.max_events, max_bytes=self.max_bytes,
+            )
+        self._episode[name] += 1
+        if essential:
+            self._log.error(
+                "ami_essential_event_dropped", ami_event=name, uniqueid=msg.get("Uniqueid"),
+                linkedid=msg.get("Linkedid"), queued=self._queue.qsize(),
+            )
 
 
 @dataclass
@@ -120,6 +238,9 @@ class AmiClient:
         ping_interval: float = 10.0,
         reconnect_delay: float = 1.0,
         events: str = "on",
+        max_queued_events: int = MAX_QUEUED_EVENTS,
+        max_queued_bytes: int = MAX_QUEUED_BYTES,
+        essential: Callable[[AmiMessage], bool] = essential_event,
     ) -> None:
         self.host, self.port, self.username = host, port, username
         self._secret = secret
@@ -130,7 +251,11 @@ class AmiClient:
         self._handlers: list[tuple[str, EventHandler]] = []
         self._connected_callbacks: list[ConnectedCallback] = []
         self._link: _Link | None = None
-        self._events: asyncio.Queue[AmiMessage] = asyncio.Queue()
+        self._log = get_logger(__name__, ami=f"{host}:{port}")
+        self._events = EventBacklog(
+            self._log, max_events=max_queued_events, max_bytes=max_queued_bytes,
+            essential=essential,
+        )
         self._dispatcher: asyncio.Task[None] | None = None
         self._supervisor: asyncio.Task[None] | None = None
         self._ids = itertools.count(1)
@@ -139,7 +264,8 @@ class AmiClient:
         #: Counts successful logins: a new value means a new AMI session, whose
         #: events may follow a gap (and, after a restart, a new Asterisk).
         self.generation = 0
-        self._log = get_logger(__name__, ami=f"{host}:{port}")
+        #: Messages the parser refused (too many lines or bytes), all links together.
+        self.dropped_messages = 0
 
     def __repr__(self) -> str:  # never shows the secret
         return f"AmiClient({self.host}:{self.port}, user={self.username!r})"
@@ -152,6 +278,11 @@ class AmiClient:
     def version(self) -> str | None:
         """AMI version from the banner of the current connection."""
         return self._link.parser.version if self._link else None
+
+    @property
+    def backlog(self) -> EventBacklog:
+        """Events waiting for the handlers, and the counts of those dropped."""
+        return self._events
 
     # -- registration ------------------------------------------------------------
 
@@ -245,18 +376,30 @@ class AmiClient:
         link.tasks.append(asyncio.create_task(self._read_loop(link), name="ami-reader"))
         logged_in = False
         try:
+            [reply] = await self._request(link, "Challenge", {"AuthType": "MD5"}, is_list=False)
+            challenge = reply.get("Challenge")
+            if not challenge:
+                raise AmiLoginError(f"AMI at {where} answered Challenge without a challenge")
             await self._request(
                 link,
                 "Login",
-                {"Username": self.username, "Secret": self._secret, "Events": self.events},
+                {
+                    "AuthType": "MD5",
+                    "Username": self.username,
+                    "Key": challenge_key(challenge, self._secret),
+                    "Events": self.events,
+                },
                 is_list=False,
             )
             logged_in = True
         except AmiActionError as exc:
             reason = exc.reply.get("Message") or "no reason given"
             raise AmiLoginError(
-                f"Asterisk at {where} refused the login of user {self.username!r}: {reason}"
+                f"Asterisk at {where} refused the login of user {self.username!r} "
+                f"({exc.action}, MD5 challenge): {reason}"
             ) from None
+        except AmiLoginError:
+            raise
         except AmiError as exc:
             raise AmiConnectError(f"AMI at {where} did not complete the login: {exc}") from None
         finally:
@@ -336,10 +479,27 @@ class AmiClient:
                         self._route(link, msg)
                     except Exception:  # a bug here must not cost the link
                         self._log.exception("ami_route_failed", ami_event=msg.event)
+                if link.parser.dropped:
+                    for dropped in link.parser.dropped:
+                        self._refused(link, dropped)
+                    link.parser.dropped.clear()
         except OSError as exc:
             self._log.warning("ami_read_failed", error=str(exc))
         finally:
             self._mark_lost(link, "connection closed")
+
+    def _refused(self, link: _Link, dropped: DroppedMessage) -> None:
+        """A message over the parser's limits: logged; an action waiting for it fails now."""
+        self.dropped_messages += 1
+        self._log.error(
+            "ami_message_dropped", reason=dropped.reason, ami_event=dropped.event,
+            action_id=dropped.action_id, lines=dropped.lines, size=dropped.size,
+        )
+        pending = link.pending.get(dropped.action_id) if dropped.action_id else None
+        if pending is not None and not pending.future.done():
+            pending.future.set_exception(AmiProtocolError(
+                f"AMI reply to {pending.action} dropped: {dropped.reason}"
+            ))
 
     def _route(self, link: _Link, msg: AmiMessage) -> None:
         if msg.errors:  # count only: the lines may hold callers' numbers
@@ -348,9 +508,7 @@ class AmiClient:
         pending = link.pending.get(action_id) if action_id else None
         if pending is None or pending.future.done():
             if msg.is_event:
-                self._events.put_nowait(msg)
-                if self._events.qsize() == _QUEUE_HIGH_WATER:
-                    self._log.warning("ami_event_backlog", queued=_QUEUE_HIGH_WATER)
+                self._events.put(msg)
             elif msg.is_response:
                 self._log.debug("ami_unexpected_response", action_id=action_id)
             return
@@ -377,7 +535,7 @@ class AmiClient:
             else:
                 pending.items.append(msg)
         else:
-            self._events.put_nowait(msg)  # e.g. OriginateResponse carries its ActionID
+            self._events.put(msg)  # e.g. OriginateResponse carries its ActionID
 
     async def _dispatch_loop(self) -> None:
         while True:

@@ -8,6 +8,7 @@ untracked tasks (close leaves nothing behind), and UTF-8 split across reads.
 from __future__ import annotations
 
 import asyncio
+from collections import Counter
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
@@ -20,6 +21,7 @@ from cti_bridge.ami_client import (
     AmiConnectError,
     AmiConnectionLost,
     AmiLoginError,
+    AmiProtocolError,
     AmiTimeout,
 )
 from cti_bridge.ami_protocol import AmiMessage
@@ -78,7 +80,8 @@ async def test_login_action_and_action_id(server: FakeAmiServer, clients: list[A
     sent = server.actions[-1]
     assert sent.get("Action") == "QueueSummary" and sent.get("Queue") == "housing"
     assert reply.action_id == sent.action_id is not None
-    login = server.actions[0]
+    challenge, login = server.actions[:2]
+    assert challenge.get("Action") == "Challenge" and challenge.get("AuthType") == "MD5"
     assert login.get("Username") == "bridge" and login.get("Events") == "on"
 
 
@@ -113,6 +116,7 @@ async def test_login_refused(server: FakeAmiServer, clients: list[AmiClient]) ->
     assert f"127.0.0.1:{server.port}" in message
     assert "wrong-secret-123" not in message and "wrong-secret-123" not in repr(client)
     assert "wrong-secret-123" not in repr(logs)
+    assert b"wrong-secret-123" not in server.received
     assert not client.connected
     assert client_tasks() == []  # nothing left running after a failed connect
 
@@ -364,3 +368,102 @@ async def test_malformed_input_is_logged_not_fatal(
         await eventually(lambda: "After" in seen)
     assert client.connected and server.logins == 1
     assert [e["count"] for e in logs if e["event"] == "ami_malformed_lines"] == [1, 1]
+
+
+async def test_login_is_an_md5_challenge_the_secret_never_on_the_wire(
+    server: FakeAmiServer, clients: list[AmiClient]
+) -> None:
+    client = make(server, clients)
+    await client.start()
+    await client.action("Ping")
+    await server.drop()  # an Asterisk restart: the client logs in again
+    await eventually(lambda: server.logins == 2 and client.connected)
+    assert server.login_methods == ["md5", "md5"]
+    logins = [a for a in server.actions if a.get("Action") == "Login"]
+    assert all(a.get("AuthType") == "MD5" and "Secret" not in a for a in logins)
+    assert all(len(a.get("Key") or "") == 32 for a in logins)
+    assert b"s3cret" not in server.received and b"Challenge" in server.received
+
+
+async def test_no_plain_text_fallback_when_challenge_is_refused(
+    server: FakeAmiServer, clients: list[AmiClient]
+) -> None:
+    server.challenge_supported = False  # whatever answers does not offer a challenge
+    client = make(server, clients)
+    with pytest.raises(AmiLoginError, match="MD5 challenge"):
+        await client.connect()
+    assert server.logins == 0 and b"s3cret" not in server.received
+    assert not any(a.get("Action") == "Login" for a in server.actions)
+
+
+async def test_oversized_messages_are_dropped_and_the_link_lives(
+    server: FakeAmiServer, clients: list[AmiClient]
+) -> None:
+    with capture_logs() as logs:
+        client = make(server, clients)
+        seen: list[str | None] = []
+        client.on_event("*", lambda msg: seen.append(msg.event))
+        await client.start()
+        flood = b"Event: Flood\r\n" + b"ChanVariable: X=1\r\n" * 5000 + b"\r\n"
+        huge = b"Event: Huge\r\nValue: " + b"x" * (1 << 20) + b"\r\n\r\n"
+        await server.send(flood + huge + b"Event: After\r\nUniqueid: 1.1\r\n\r\n", chunk=4096)
+        await eventually(lambda: "After" in seen)
+        # a reply over the cap fails its action at once (no wait for the timeout)
+        server.replies["queuesummary"] = {"Message": "y" * 100_000}
+        with pytest.raises(AmiProtocolError, match="QueueSummary"):
+            await client.action("QueueSummary")
+        assert (await client.action("Ping")).response == "Success"
+    assert "Flood" not in seen and "Huge" not in seen
+    assert client.connected and server.logins == 1 and client.dropped_messages == 3
+    dropped = [e for e in logs if e["event"] == "ami_message_dropped"]
+    assert [e["ami_event"] for e in dropped] == ["Flood", "Huge", None]
+    assert all(e["log_level"] == "error" for e in dropped)
+
+
+async def test_slow_handlers_shed_chatty_events_but_keep_closing_ones(
+    server: FakeAmiServer, clients: list[AmiClient]
+) -> None:
+    with capture_logs() as logs:
+        client = make(server, clients, max_queued_events=100)
+        release = asyncio.Event()
+        seen: list[AmiMessage] = []
+
+        async def slow(msg: AmiMessage) -> None:
+            await release.wait()  # the handlers are stuck (say, a slow database)
+            seen.append(msg)
+
+        client.on_event("*", slow)
+        await client.start()
+        events: list[dict[str, str]] = []
+        for call in range(20):
+            uid = f"1700000000.{call}"
+            events += [{"Event": "Newexten", "Uniqueid": uid, "Application": "Wait"}] * 10
+            events += [
+                {"Event": "DTMFBegin", "Uniqueid": uid, "Digit": "1"},
+                {"Event": "VarSet", "Uniqueid": uid, "Variable": "RTPAUDIOQOS", "Value": "x"},
+                {"Event": "VarSet", "Uniqueid": uid, "Variable": "IVR_CHOICE", "Value": "1"},
+                {"Event": "AgentComplete", "Uniqueid": uid, "Queue": "housing"},
+                {"Event": "BridgeLeave", "Uniqueid": uid},
+                {"Event": "Hangup", "Uniqueid": uid, "Cause": "16"},
+            ]
+        await server.emit(*events)
+        # the whole burst is in: queued, or shed and counted (FullyBooted is in the handler)
+        await eventually(
+            lambda: len(client.backlog) + sum(client.backlog.dropped.values()) == len(events)
+        )
+        assert len(client.backlog) > 100  # over the cap: the essential ones still got in
+        release.set()
+        await eventually(lambda: sum(1 for m in seen if m.event == "Hangup") == 20)
+        await eventually(lambda: len(client.backlog) == 0)
+    kept = Counter(m.event for m in seen)
+    assert kept["Hangup"] == kept["AgentComplete"] == kept["BridgeLeave"] == 20
+    ivr = [m for m in seen if m.event == "VarSet" and m.get("Variable") == "IVR_CHOICE"]
+    assert len(ivr) == 20
+    dropped = client.backlog.dropped
+    assert set(dropped) <= {"Newexten", "DTMFBegin", "VarSet"} and dropped["Newexten"] > 0
+    assert kept["Newexten"] + dropped["Newexten"] == 200  # counted, none lost unaccounted
+    shedding = [e for e in logs if e["event"] == "ami_backlog_shedding"]
+    recovered = [e for e in logs if e["event"] == "ami_backlog_recovered"]
+    assert len(shedding) == 1 and len(recovered) == 1
+    assert recovered[0]["dropped"] == sum(dropped.values())
+    assert not [e for e in logs if e["event"] == "ami_essential_event_dropped"]

@@ -1,20 +1,25 @@
 """A small AMI server that behaves like Asterisk 22's manager.c where the client cares.
 
-Banner ``Asterisk Call Manager/11.0.0``, Login (wrong secret → ``Response: Error``
-and the connection closed, like Asterisk), ActionID echoed, Ping/Pong, EventList
-actions, events pushed on demand, transcripts replayed in small chunks, and the
-faults a client must survive: a dropped connection, a Ping never answered, an
-action never answered.
+Banner ``Asterisk Call Manager/11.0.0``, Challenge and Login as manager.c does
+them (``Action: Challenge`` with ``AuthType: MD5`` answers a random number, kept
+for the session; ``Login`` takes ``AuthType: MD5`` + ``Key: md5(challenge +
+secret)`` or a plain ``Secret``; a wrong one → ``Response: Error`` and the
+connection closed; before a login only Login, Logoff and Challenge are allowed),
+ActionID echoed, Ping/Pong, EventList actions, events pushed on demand,
+transcripts replayed in small chunks, and the faults a client must survive: a
+dropped connection, a Ping never answered, an action never answered. Every byte
+a client sends is kept in ``received``.
 """
 
 from __future__ import annotations
 
 import asyncio
+import secrets
 import time
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 
-from cti_bridge.ami_protocol import AmiMessage, AmiParser
+from cti_bridge.ami_protocol import AmiMessage, AmiParser, challenge_key
 
 BANNER = b"Asterisk Call Manager/11.0.0\r\n"
 Headers = Mapping[str, str] | Iterable[tuple[str, str]]
@@ -39,6 +44,9 @@ class FakeAmiServer:
         self.lists: dict[str, tuple[str, list[dict[str, str]]]] = {}  # name → (complete, items)
         self.replies: dict[str, dict[str, str]] = {}  # name → extra headers of its Success
         self.logins = 0
+        self.login_methods: list[str] = []  # "md5" or "plain", per accepted login
+        self.challenge_supported = True  # False: an AMI that does not know Challenge
+        self.received = bytearray()  # every byte of every client, in arrival order
         self.actions: list[AmiMessage] = []
         self._server: asyncio.Server | None = None
         self._conns: dict[asyncio.StreamWriter, asyncio.Task[None]] = {}
@@ -87,14 +95,23 @@ class FakeAmiServer:
         assert task is not None
         self._conns[writer] = task
         parser, authed = AmiParser(), False
+        challenge: str | None = None
         writer.write(BANNER)
         try:
             while data := await reader.read(4096):
+                self.received += data
                 for msg in parser.feed(data):
                     self.actions.append(msg)
                     name = (msg.get("Action") or "").lower()
-                    if name == "login":
-                        authed = await self._login(msg, writer)
+                    if name == "challenge" and self.challenge_supported:
+                        if (msg.get("AuthType") or "").lower() != "md5":
+                            self._reply(writer, msg, "Error", Message="Must specify AuthType")
+                            continue
+                        # manager.c: "%ld" of ast_random(), the same for the whole session
+                        challenge = challenge or str(secrets.randbelow(2**31))
+                        self._reply(writer, msg, "Success", Challenge=challenge)
+                    elif name == "login":
+                        authed = await self._login(msg, writer, challenge)
                         if not authed:
                             return  # Asterisk closes the session after a failed login
                     elif not authed:
@@ -109,12 +126,21 @@ class FakeAmiServer:
             self._authed.discard(writer)
             writer.close()
 
-    async def _login(self, msg: AmiMessage, writer: asyncio.StreamWriter) -> bool:
-        if msg.get("Username") != self.username or msg.get("Secret") != self.secret:
+    async def _login(
+        self, msg: AmiMessage, writer: asyncio.StreamWriter, challenge: str | None
+    ) -> bool:
+        if (msg.get("AuthType") or "").lower() == "md5":
+            method = "md5"
+            ok = challenge is not None and msg.get("Key") == challenge_key(challenge, self.secret)
+        else:
+            method = "plain"
+            ok = msg.get("Secret") == self.secret
+        if msg.get("Username") != self.username or not ok:
             self._reply(writer, msg, "Error", Message="Authentication failed")
             await writer.drain()
             return False
         self.logins += 1
+        self.login_methods.append(method)
         self._reply(writer, msg, "Success", Message="Authentication accepted")
         writer.write(format_message({"Event": "FullyBooted", "Status": "Fully Booted"}))
         self._authed.add(writer)
