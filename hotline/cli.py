@@ -385,7 +385,10 @@ async def _run_demo(args: argparse.Namespace, settings: Settings, log_path: Path
         await service.start()
         if service.cti is None:
             raise SettingsError("service.roles: the demo needs the ami role")
-        ami = service.cti.ami
+        # The simulator's own AMI account: the service's has no right to originate.
+        ami = sandbox.simulator_ami(spec)
+        await ami.start()
+        cleanup.push_async_callback(ami.close)
         for n in range(args.operators):
             await simulator.add_operator(ami, 101 + n, queues.names)
         choices = simulator.menu_choices(queues, taxonomy.spheres)
