@@ -13,13 +13,13 @@ import itertools
 import secrets
 import time
 from collections.abc import AsyncIterator, Iterator
-from pathlib import Path
 from typing import Any
 
 import asyncpg
 import pytest
 import pytest_asyncio
 
+from cti_bridge.ami_client import AmiClient
 from hotline.app import Backends, HotlineService, open_backends
 from hotline.devtools import asterisk_sandbox as sandbox
 from hotline.devtools import simulator
@@ -27,7 +27,7 @@ from hotline.settings import Settings
 from ivr.menu import load_ivr_config
 from ivr.server import FastAgiServer
 from tests.support.paths import CONFIG_DIR
-from tests.support.ports import instance, port
+from tests.support.ports import asterisk_root, instance, port
 from tests.support.sip_uac import SipCall
 
 pytestmark = [pytest.mark.asterisk, pytest.mark.asyncio(loop_scope="session")]
@@ -47,7 +47,7 @@ def unique_number() -> str:
 def asterisk() -> Iterator[sandbox.SandboxSpec]:
     spec = sandbox.SandboxSpec(
         instance=instance("test"),
-        root=Path(Settings().asterisk.root),
+        root=asterisk_root(),
         server_id=SERVER_ID,
         ami_port=AMI_PORT,
         ami_user="hotline",
@@ -86,6 +86,15 @@ async def service(
     await backends.close()
 
 
+@pytest_asyncio.fixture(scope="module", loop_scope="session")
+async def sim(asterisk: sandbox.SandboxSpec) -> AsyncIterator[AmiClient]:
+    """The simulator's own AMI account: the service's may not originate."""
+    client = sandbox.simulator_ami(asterisk)
+    await client.start()
+    yield client
+    await client.close()
+
+
 async def wait_for_call(pool: asyncpg.Pool, number: str, timeout: float = 60.0) -> dict[str, Any]:
     """The finished call record of the citizen with this number."""
     deadline = time.monotonic() + timeout
@@ -121,10 +130,9 @@ async def queue_log_for(
 
 
 async def test_answered_call_matches_queue_log(
-    service: HotlineService, asterisk: sandbox.SandboxSpec, pg_pool: asyncpg.Pool
+    service: HotlineService, sim: AmiClient, asterisk: sandbox.SandboxSpec, pg_pool: asyncpg.Pool
 ) -> None:
-    assert service.cti is not None
-    ami = service.cti.ami
+    ami = sim
     await simulator.add_operator(ami, 201, queues=("housing",), talk_seconds=3)
     number = unique_number()
     try:
@@ -182,13 +190,12 @@ async def test_answered_call_matches_queue_log(
 
 
 async def test_caller_abandons_in_queue(
-    service: HotlineService, asterisk: sandbox.SandboxSpec, pg_pool: asyncpg.Pool
+    service: HotlineService, sim: AmiClient, asterisk: sandbox.SandboxSpec, pg_pool: asyncpg.Pool
 ) -> None:
-    assert service.cti is not None
     number = unique_number()
     # nobody is logged in to "social": the citizen waits about 4 s and gives up
     await simulator.call_in(
-        service.cti.ami, simulator.Citizen(number, "Леся Українка", "3", DIGIT_DELAY, 4)
+        sim, simulator.Citizen(number, "Леся Українка", "3", DIGIT_DELAY, 4)
     )
     call = await wait_for_call(pg_pool, number)
 
@@ -202,12 +209,11 @@ async def test_caller_abandons_in_queue(
 
 
 async def test_caller_hangs_up_in_ivr(
-    service: HotlineService, asterisk: sandbox.SandboxSpec, pg_pool: asyncpg.Pool
+    service: HotlineService, sim: AmiClient, asterisk: sandbox.SandboxSpec, pg_pool: asyncpg.Pool
 ) -> None:
-    assert service.cti is not None
     number = unique_number()
     await simulator.call_in(
-        service.cti.ami, simulator.Citizen(number, "Іван Франко", "", 1.0, 0.5)
+        sim, simulator.Citizen(number, "Іван Франко", "", 1.0, 0.5)
     )
     call = await wait_for_call(pg_pool, number)
 
@@ -225,10 +231,11 @@ async def test_caller_hangs_up_in_ivr(
 
 
 async def test_fastagi_down_fallback_still_queues(
-    service: HotlineService, asterisk: sandbox.SandboxSpec, pg_pool: asyncpg.Pool
+    service: HotlineService, sim: AmiClient, asterisk: sandbox.SandboxSpec, pg_pool: asyncpg.Pool
 ) -> None:
-    assert service.cti is not None and service.agi_server is not None
-    ami = service.cti.ami
+    """The classic-AGI fallback (pyst2 in the chroot) runs as Asterisk's own user."""
+    assert service.agi_server is not None
+    ami = sim
     routes = service.agi_server.routes
     await service.agi_server.stop()  # our FastAGI server is down: connection refused
     await simulator.add_operator(ami, 202, queues=("transport",), talk_seconds=2)
@@ -308,7 +315,7 @@ async def test_sip_call_through_the_citizens_trunk(
 
 
 async def test_asterisk_restart_keeps_call_keys_unique(
-    service: HotlineService, asterisk: sandbox.SandboxSpec, pg_pool: asyncpg.Pool
+    service: HotlineService, sim: AmiClient, asterisk: sandbox.SandboxSpec, pg_pool: asyncpg.Pool
 ) -> None:
     """Uniqueid sequences restart with Asterisk; the call key must not repeat, and
     the AMI client must come back by itself."""
@@ -317,16 +324,16 @@ async def test_asterisk_restart_keeps_call_keys_unique(
 
     async def ivr_only_call() -> dict[str, Any]:
         number = unique_number()
-        await simulator.call_in(ami, simulator.Citizen(number, "Петро Бондаренко", "", 1.0, 0.5))
+        await simulator.call_in(sim, simulator.Citizen(number, "Петро Бондаренко", "", 1.0, 0.5))
         return await wait_for_call(pg_pool, number)
 
     before = await ivr_only_call()
     await asyncio.to_thread(sandbox.down, asterisk)
     await asyncio.sleep(1.1)  # Asterisk's start time has a resolution of one second
     await asyncio.to_thread(sandbox.up, asterisk)
-    async with asyncio.timeout(30):  # the AMI client must come back by itself
+    async with asyncio.timeout(30):  # the AMI clients must come back by themselves
         while True:
-            if ami.connected:
+            if ami.connected and sim.connected:
                 break
             await asyncio.sleep(0.2)
     await asyncio.sleep(0.5)  # let on_connected read the new start time

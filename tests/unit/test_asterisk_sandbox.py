@@ -1,9 +1,13 @@
-"""The sandbox's pure parts: configuration rendering, mirror discovery, refusals."""
+"""The sandbox's pure parts: configuration rendering, mirror discovery, refusals,
+the user Asterisk runs as, and the first build's progress (a fake debootstrap)."""
 
 from __future__ import annotations
 
+import configparser
+import os
 import re
 import shutil
+import stat
 from pathlib import Path
 
 import pytest
@@ -32,14 +36,17 @@ def test_render_fills_every_placeholder(tmp_path: Path) -> None:
     assert "port = 25999" in rendered["manager.conf"]
     assert "bindaddr = 127.0.0.1" in rendered["manager.conf"]
     assert "secret = s3cr3t-value" in rendered["manager.conf"]
+    assert re.search(r"^runuser = asterisk$", rendered["asterisk.conf"], re.MULTILINE)
+    assert re.search(r"^rungroup = asterisk$", rendered["asterisk.conf"], re.MULTILINE)
     assert "agi://127.0.0.1:24999/ivr" in rendered["extensions.conf"]
     assert "systemname = hotline-unit" in rendered["asterisk.conf"]
     assert "AGI(hotline-fallback.py,/etc/hotline-asterisk-unit)" in rendered["extensions.conf"]
-    # secrets on disk readable by root only
-    assert (s.etc_dir / "manager.conf").stat().st_mode & 0o077 == 0
+    # secrets on disk: root's, read by Asterisk's group, nobody else
+    for path in (*s.etc_dir.glob("*.conf"), s.etc_dir / "ivr.toml", s.etc_dir / "queues.toml"):
+        assert stat.S_IMODE(path.stat().st_mode) == 0o640, path
+    assert stat.S_IMODE(s.etc_dir.stat().st_mode) == 0o750
     fallback = s.etc_dir / "agi-bin" / "hotline-fallback.py"
-    assert fallback.stat().st_mode & 0o111
-    assert (s.etc_dir / "ivr.toml").exists() and (s.etc_dir / "queues.toml").exists()
+    assert stat.S_IMODE(fallback.stat().st_mode) == 0o750
     # same inputs, same digest; a changed secret changes it (so `up` restarts)
     assert sandbox.render_config(s) == digest
     other = sandbox.SandboxSpec(**{**s.__dict__, "ami_secret": "another"})
@@ -148,3 +155,203 @@ def test_port_taken_by_another_program_is_explained(tmp_path: Path) -> None:
         (tmp_path / sandbox.READY_MARKER).write_text("")  # a built tree: no debootstrap
         with pytest.raises(sandbox.SandboxError, match="already in use"):
             sandbox.up(s)
+
+
+def manager_sections(text: str) -> dict[str, dict[str, str]]:
+    parser = configparser.ConfigParser(strict=False, interpolation=None)
+    parser.read_string(text)
+    return {name: dict(parser[name]) for name in parser.sections()}
+
+
+def classes(value: str) -> set[str]:
+    return {c.strip() for c in value.split(",") if c.strip()}
+
+
+def test_service_account_has_least_privilege(tmp_path: Path) -> None:
+    s = spec(tmp_path)
+    sandbox.render_config(s)
+    sections = manager_sections((s.etc_dir / "manager.conf").read_text())
+    bridge = sections["hotline"]
+    # CoreStatus/CoreShowChannels (reporting); events of calls, queues, VarSet
+    assert classes(bridge["write"]) == {"reporting"}
+    assert classes(bridge["read"]) == {"call", "agent", "dialplan"}
+    assert (bridge["deny"], bridge["permit"]) == ("0.0.0.0/0.0.0.0", "127.0.0.1/255.255.255.255")
+    assert sections["general"]["bindaddr"] == "127.0.0.1"
+
+
+def test_simulator_has_its_own_account_in_the_sandbox_only(tmp_path: Path) -> None:
+    s = spec(tmp_path)
+    sandbox.render_config(s)
+    sections = manager_sections((s.etc_dir / "manager.conf").read_text())
+    sim = sections[sandbox.SIMULATOR_USER]
+    assert classes(sim["write"]) == {"originate", "call", "agent"}  # no system
+    assert classes(sim["read"]) == {"system"}  # FullyBooted at login, nothing else
+    assert sim["secret"] == s.simulator_secret
+    assert s.simulator_secret not in (s.ami_secret, "")
+    assert sim["permit"] == "127.0.0.1/255.255.255.255"
+    # derived from the instance's secret: stable, and rotated with it
+    other = sandbox.SandboxSpec(**{**s.__dict__, "ami_secret": "another"})
+    assert other.simulator_secret != s.simulator_secret
+    assert sandbox.SandboxSpec(**s.__dict__).simulator_secret == s.simulator_secret
+    # the template (what a deployment takes) has no simulator
+    assert sandbox.SIMULATOR_USER not in (sandbox.ASTERISK_ETC / "manager.conf").read_text()
+
+
+def test_simulator_name_cannot_be_the_service_account(tmp_path: Path) -> None:
+    s = sandbox.SandboxSpec(**{**spec(tmp_path).__dict__, "ami_user": sandbox.SIMULATOR_USER})
+    with pytest.raises(sandbox.SandboxError, match=r"ami\.username"):
+        sandbox.render_config(s)
+
+
+def test_rendered_files_belong_to_asterisks_group(tmp_path: Path) -> None:
+    if os.geteuid() != 0:
+        pytest.skip("chown to another group needs root")
+    s = spec(tmp_path)
+    sandbox.render_config(s, group=61999)
+    script = s.etc_dir / "agi-bin" / "hotline-fallback.py"
+    for path in (s.etc_dir, s.etc_dir / "manager.conf", script):
+        info = path.stat()
+        assert (info.st_uid, info.st_gid) == (0, 61999), path
+
+
+def test_paths_resolve_inside_the_chroot(tmp_path: Path) -> None:
+    (tmp_path / "run").mkdir()
+    (tmp_path / "var" / "log").mkdir(parents=True)
+    (tmp_path / "var" / "run").symlink_to("/run")  # as in a Debian tree
+    (tmp_path / "var" / "lock").symlink_to("../run/lock")
+    assert sandbox.in_chroot(tmp_path, "/var/run/asterisk-x") == tmp_path / "run" / "asterisk-x"
+    assert sandbox.in_chroot(tmp_path, "/var/lock/x") == tmp_path / "run" / "lock" / "x"
+    assert sandbox.in_chroot(tmp_path, "/var/log/asterisk-x") == tmp_path / "var/log/asterisk-x"
+    assert sandbox.in_chroot(tmp_path, "/../../etc") == tmp_path / "etc"  # never above root
+    dirs = spec(tmp_path).asterisk_dirs()
+    assert tmp_path / "run" / "asterisk-unit" in dirs
+    assert all(str(d).startswith(str(tmp_path)) for d in dirs)
+
+
+def fake_tree(root: Path, uid: int, gid: int) -> None:
+    (root / "etc").mkdir(parents=True)
+    (root / "etc" / "passwd").write_text(
+        "root:x:0:0:root:/root:/bin/bash\n"
+        f"asterisk:x:{uid}:{gid}:Asterisk PBX daemon:/var/lib/asterisk:/usr/sbin/nologin\n"
+    )
+    (root / "etc" / "group").write_text(f"root:x:0:\naudio:x:29:asterisk\nasterisk:x:{gid}:\n")
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="renumbering chowns files: needs root")
+def test_asterisk_user_gets_ids_no_host_account_has(tmp_path: Path) -> None:
+    import pwd
+
+    host = pwd.getpwuid(os.getuid())  # an id the host certainly uses
+    fake_tree(tmp_path, host.pw_uid, host.pw_gid)
+    owned = tmp_path / "var" / "lib" / "asterisk" / "astdb.sqlite3"
+    owned.parent.mkdir(parents=True)
+    owned.write_text("")
+    os.chown(owned, host.pw_uid, host.pw_gid)
+    os.chmod(owned.parent, 0o2750)  # setgid survives the chown
+    os.chown(owned.parent, host.pw_uid, host.pw_gid)
+    os.chmod(owned.parent, 0o2750)
+
+    account = sandbox.prepare_account(tmp_path)
+    assert account.uid >= sandbox._FREE_ID_BASE and account.gid == account.uid
+    with pytest.raises(KeyError):
+        pwd.getpwuid(account.uid)
+    assert f"asterisk:x:{account.uid}:{account.gid}:" in (tmp_path / "etc/passwd").read_text()
+    assert f"asterisk:x:{account.gid}:" in (tmp_path / "etc/group").read_text()
+    assert "root:x:0:0:" in (tmp_path / "etc/passwd").read_text()
+    assert (owned.stat().st_uid, owned.stat().st_gid) == (account.uid, account.gid)
+    assert stat.S_IMODE(owned.parent.stat().st_mode) == 0o2750
+    assert sandbox.prepare_account(tmp_path) == account  # once: then it is left alone
+
+
+def test_a_tree_without_the_asterisk_user_is_explained(tmp_path: Path) -> None:
+    (tmp_path / "etc").mkdir()
+    with pytest.raises(sandbox.SandboxError, match="no 'asterisk' user"):
+        sandbox.prepare_account(tmp_path)
+
+
+def test_debootstrap_lines_become_stages() -> None:
+    stage = sandbox.debootstrap_stage
+    assert stage("I: Retrieving InRelease ") == ("fetching the package index", False)
+    assert stage("I: Retrieving libc6 2.41-12") == ("downloading packages", True)
+    assert stage("I: Validating libc6 2.41-12") == ("downloading packages", True)
+    assert stage("I: Extracting bash...") == ("extracting packages", True)
+    assert stage("I: Configuring asterisk...") == ("configuring packages", True)
+    assert stage("I: Base system installed successfully.") == ("base system installed", False)
+    assert stage("dpkg: warning: something") is None
+
+
+FAKE_DEBOOTSTRAP = """#!/bin/sh
+# a stand-in for debootstrap: a few stages, then silence until the test says go
+target="$4"
+echo "I: Retrieving InRelease "
+echo "I: Retrieving libc6 2.41"
+echo "I: Retrieving bash 5.2"
+while [ ! -e "$GO" ]; do sleep 0.02; done
+echo "I: Extracting libc6..."
+echo "noise that is not a stage"
+echo "I: Configuring asterisk..."
+mkdir -p "$target/usr/sbin" && touch "$target/usr/sbin/asterisk"
+echo "I: Base system installed successfully."
+"""
+
+
+def test_first_build_shows_progress_not_silence(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    fake = tmp_path / "bin" / "debootstrap"
+    fake.parent.mkdir()
+    fake.write_text(FAKE_DEBOOTSTRAP)
+    fake.chmod(0o755)
+    go = tmp_path / "go"
+    monkeypatch.setenv("GO", str(go))
+    monkeypatch.setattr(sandbox, "DEBOOTSTRAP", str(fake))
+    monkeypatch.setattr(sandbox, "_PROGRESS_EVERY", 0.05)
+    monkeypatch.setattr("os.geteuid", lambda: 0)
+    installed: list[Path] = []
+    monkeypatch.setattr(sandbox, "_install_pyst2", installed.append)
+    lines: list[str] = []
+
+    def progress(line: str) -> None:
+        lines.append(line)
+        if "still downloading packages" in line:
+            go.touch()  # the silent stretch was reported: let debootstrap go on
+
+    root = tmp_path / "tree"
+    sandbox.ensure_tree(root, "http://mirror.example/debian", progress)
+
+    stages = [re.sub(r"^\s*\[\s*\d+ s\] ", "", line) for line in lines]
+    assert stages[0].startswith(f"building the Asterisk sandbox in {root}")
+    assert stages[1:4] == [
+        "debootstrap: fetching the package index",
+        "debootstrap: downloading packages",
+        "debootstrap: still downloading packages (2 so far)",
+    ]
+    assert stages[-5:] == [
+        "debootstrap: extracting packages",
+        "debootstrap: configuring packages",
+        "debootstrap: base system installed",
+        "installing pyst2 into the sandbox",
+        "the Asterisk sandbox is built",
+    ]
+    assert all(re.match(r"^\s*\[\s*\d+ s\] ", line) for line in lines[1:])  # elapsed seconds
+    assert (root / sandbox.READY_MARKER).exists() and installed == [root.with_name("tree.tmp")]
+    sandbox.ensure_tree(root, "http://mirror.example/debian", progress)  # built: nothing to say
+    assert len(lines) == len(stages)
+
+
+def test_failed_build_says_what_debootstrap_said(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    fake = tmp_path / "debootstrap"
+    fake.write_text("#!/bin/sh\necho 'I: Retrieving InRelease '\n"
+                    "echo 'E: Failed getting release file'\nexit 1\n")
+    fake.chmod(0o755)
+    monkeypatch.setattr(sandbox, "DEBOOTSTRAP", str(fake))
+    monkeypatch.setattr("os.geteuid", lambda: 0)
+    installed: list[Path] = []
+    monkeypatch.setattr(sandbox, "_install_pyst2", installed.append)
+    lines: list[str] = []
+    with pytest.raises(sandbox.SandboxError, match=r"exit 1.*Failed getting release file"):
+        sandbox.ensure_tree(tmp_path / "tree", "http://mirror.example/debian", lines.append)
+    assert any("fetching the package index" in line for line in lines)
+    assert installed == [] and not (tmp_path / "tree").exists()
