@@ -38,6 +38,7 @@ from dataclasses import dataclass, field
 from fnmatch import fnmatchcase
 from typing import Any
 
+from hotline.core import metrics
 from hotline.core.errors import PeerError
 from hotline.core.logs import get_logger
 
@@ -191,6 +192,7 @@ class EventBacklog:
     def _drop(self, msg: AmiMessage, essential: bool) -> None:
         name = msg.event or ""
         self.dropped[name] += 1
+        metrics.AMI_EVENTS_DROPPED.labels(essential="yes" if essential else "no").inc()
         if self._episode is None:
             self._episode, self._episode_started = Counter(), time.monotonic()
             self._log.warning(
@@ -491,6 +493,7 @@ class AmiClient:
     def _refused(self, link: _Link, dropped: DroppedMessage) -> None:
         """A message over the parser's limits: logged; an action waiting for it fails now."""
         self.dropped_messages += 1
+        metrics.AMI_MESSAGES_DROPPED.inc()
         self._log.error(
             "ami_message_dropped", reason=dropped.reason, ami_event=dropped.event,
             action_id=dropped.action_id, lines=dropped.lines, size=dropped.size,

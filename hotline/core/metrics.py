@@ -35,6 +35,17 @@ AMI_RECONNECTS = Counter(
     "hotline_ami_reconnects", "AMI logins after the first one (the link came back)",
     registry=REGISTRY,
 )
+AMI_EVENTS_DROPPED = Counter(
+    "hotline_ami_events_dropped",
+    "AMI events dropped because the handlers fell behind: chatty ones shed over the "
+    "backlog's cap (essential=no), a call's own past twice the cap (essential=yes)",
+    ["essential"], registry=REGISTRY,
+)
+AMI_MESSAGES_DROPPED = Counter(
+    "hotline_ami_messages_dropped",
+    "AMI messages refused whole by the parser's limits (lines or bytes per message)",
+    registry=REGISTRY,
+)
 AGI_SESSIONS = Counter(
     "hotline_agi_sessions", "FastAGI sessions started, by route", ["route"], registry=REGISTRY,
 )
@@ -67,6 +78,9 @@ WEBSOCKET_CLIENTS = Gauge(
 AGI_FAILURE_REASONS = ("route_error", "no_route", "environment")
 for _reason in AGI_FAILURE_REASONS:  # a zero is a fact too: alerts need the series
     AGI_SESSIONS_FAILED.labels(reason=_reason)
+
+for _essential in ("yes", "no"):
+    AMI_EVENTS_DROPPED.labels(essential=_essential)
 
 #: A finished call can be emitted twice (AgentComplete after Hangup brings the
 #: talk time); the keys counted lately keep it from being counted twice.

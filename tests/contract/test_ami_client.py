@@ -26,6 +26,7 @@ from cti_bridge.ami_client import (
 )
 from cti_bridge.ami_protocol import AmiMessage
 from cti_bridge.call_tracker import CallTracker
+from hotline.core.metrics import REGISTRY
 from hotline.core.records import CallOutcome, CallRecord
 from tests.support.fake_ami_server import FakeAmiServer, transcript_events
 from tests.support.paths import AMI_FIXTURES as FIXTURES
@@ -399,6 +400,7 @@ async def test_no_plain_text_fallback_when_challenge_is_refused(
 async def test_oversized_messages_are_dropped_and_the_link_lives(
     server: FakeAmiServer, clients: list[AmiClient]
 ) -> None:
+    refused_before = REGISTRY.get_sample_value("hotline_ami_messages_dropped_total") or 0
     with capture_logs() as logs:
         client = make(server, clients)
         seen: list[str | None] = []
@@ -418,11 +420,18 @@ async def test_oversized_messages_are_dropped_and_the_link_lives(
     dropped = [e for e in logs if e["event"] == "ami_message_dropped"]
     assert [e["ami_event"] for e in dropped] == ["Flood", "Huge", None]
     assert all(e["log_level"] == "error" for e in dropped)
+    assert REGISTRY.get_sample_value("hotline_ami_messages_dropped_total") == refused_before + 3
 
 
 async def test_slow_handlers_shed_chatty_events_but_keep_closing_ones(
     server: FakeAmiServer, clients: list[AmiClient]
 ) -> None:
+    def shed(essential: str) -> float:
+        value = REGISTRY.get_sample_value("hotline_ami_events_dropped_total",
+                                          {"essential": essential})
+        return value or 0
+
+    shed_before = shed("no"), shed("yes")
     with capture_logs() as logs:
         client = make(server, clients, max_queued_events=100)
         release = asyncio.Event()
@@ -467,3 +476,4 @@ async def test_slow_handlers_shed_chatty_events_but_keep_closing_ones(
     assert len(shedding) == 1 and len(recovered) == 1
     assert recovered[0]["dropped"] == sum(dropped.values())
     assert not [e for e in logs if e["event"] == "ami_essential_event_dropped"]
+    assert (shed("no"), shed("yes")) == (shed_before[0] + sum(dropped.values()), shed_before[1])

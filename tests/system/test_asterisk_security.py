@@ -26,7 +26,7 @@ from tests.support.ports import asterisk_root, instance, port
 
 pytestmark = [pytest.mark.asterisk, pytest.mark.asyncio(loop_scope="session")]
 
-AMI_PORT, AGI_PORT, SIP_PORT = port(27038), port(27574), port(27060)
+AMI_PORT, AGI_PORT, SIP_PORT = port(29038), port(29574), port(29060)
 
 
 @pytest.fixture(scope="module")

@@ -14,7 +14,6 @@ import json
 import secrets
 import time
 from collections.abc import AsyncIterator, Iterator
-from pathlib import Path
 
 import aiohttp
 import asyncpg
@@ -27,7 +26,7 @@ from hotline.devtools import asterisk_sandbox as sandbox
 from hotline.devtools import simulator
 from hotline.settings import Settings
 from tests.support.paths import CONFIG_DIR
-from tests.support.ports import instance, port
+from tests.support.ports import asterisk_root, instance, port
 
 pytestmark = [pytest.mark.asterisk, pytest.mark.asyncio(loop_scope="session")]
 
@@ -48,7 +47,7 @@ def unique_number() -> str:
 def asterisk() -> Iterator[sandbox.SandboxSpec]:
     spec = sandbox.SandboxSpec(
         instance=instance("ops"),
-        root=Path(Settings().asterisk.root),
+        root=asterisk_root(),
         server_id=SERVER_ID,
         ami_port=AMI_PORT,
         ami_user="hotline",
@@ -139,11 +138,11 @@ async def test_ready_with_every_part_of_every_role(service: HotlineService) -> N
 
 
 async def test_a_call_through_asterisk_moves_the_counters(
-    service: HotlineService, pg_pool: asyncpg.Pool
+    service: HotlineService, asterisk: sandbox.SandboxSpec, pg_pool: asyncpg.Pool
 ) -> None:
-    assert service.cti is not None
-    ami = service.cti.ami
     before = await scrape(service)
+    ami = sandbox.simulator_ami(asterisk)  # the service's account may not originate
+    await ami.connect()
     await simulator.add_operator(ami, OPERATOR, queues=("housing",), talk_seconds=2)
     number = unique_number()
     try:
@@ -152,6 +151,7 @@ async def test_a_call_through_asterisk_moves_the_counters(
         assert await wait_for_call(pg_pool, number) == "answered"
     finally:
         await simulator.remove_operator(ami, OPERATOR, queues=("housing",))
+        await ami.close()
     after = await scrape(service)
 
     def moved(name: str, **labels: str) -> float:
