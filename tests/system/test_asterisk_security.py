@@ -22,6 +22,7 @@ import pytest_asyncio
 from cti_bridge.ami_client import AmiActionError, AmiClient, AmiLoginError
 from cti_bridge.ami_protocol import AmiMessage, AmiParser, challenge_key, encode_action
 from hotline.devtools import asterisk_sandbox as sandbox
+from tests.support.paths import CONFIG_DIR
 from tests.support.ports import asterisk_root, instance, port
 
 pytestmark = [pytest.mark.asterisk, pytest.mark.asyncio(loop_scope="session")]
@@ -42,6 +43,7 @@ def asterisk() -> Iterator[sandbox.SandboxSpec]:
         agi_port=AGI_PORT,
         sip_port=SIP_PORT,
         sip_password=secrets.token_urlsafe(12),
+        config_dir=CONFIG_DIR,
     )
     sandbox.down(spec)
     # a log an older sandbox left world-readable: `up` must close it

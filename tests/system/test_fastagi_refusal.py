@@ -13,7 +13,6 @@ import itertools
 import secrets
 import time
 from collections.abc import AsyncIterator, Iterator
-from pathlib import Path
 from typing import Any
 
 import asyncpg
@@ -21,13 +20,14 @@ import pytest
 import pytest_asyncio
 from structlog.testing import capture_logs
 
+from cti_bridge.ami_client import AmiClient
 from hotline.app import Backends, HotlineService, open_backends
 from hotline.devtools import asterisk_sandbox as sandbox
 from hotline.devtools import simulator
 from hotline.settings import Settings
 from ivr.server import FastAgiServer
 from tests.support.paths import CONFIG_DIR
-from tests.support.ports import instance, port
+from tests.support.ports import asterisk_root, instance, port
 
 pytestmark = [pytest.mark.asterisk, pytest.mark.asyncio(loop_scope="session")]
 
@@ -44,7 +44,7 @@ def unique_number() -> str:
 def asterisk() -> Iterator[sandbox.SandboxSpec]:
     spec = sandbox.SandboxSpec(
         instance=instance("agibounds"),
-        root=Path(Settings().asterisk.root),
+        root=asterisk_root(),
         server_id=SERVER_ID,
         ami_port=AMI_PORT,
         ami_user="hotline",
@@ -84,6 +84,15 @@ async def service(
     await backends.close()
 
 
+@pytest_asyncio.fixture(scope="module", loop_scope="session")
+async def sim(asterisk: sandbox.SandboxSpec) -> AsyncIterator[AmiClient]:
+    """The simulator's own AMI account: the service's may not originate."""
+    client = sandbox.simulator_ami(asterisk)
+    await client.start()
+    yield client
+    await client.close()
+
+
 #: AGISTATUS of the FastAGI attempt by channel uniqueid (the dialplan keeps it
 #: in HOTLINE_FASTAGI_STATUS before it runs the fallback).
 FASTAGI_STATUS: dict[str, str] = {}
@@ -118,10 +127,9 @@ async def wait_for_call(pool: asyncpg.Pool, number: str, timeout: float = 90.0) 
 
 
 async def test_call_over_max_sessions_takes_the_fallback(
-    service: HotlineService, pg_pool: asyncpg.Pool
+    service: HotlineService, sim: AmiClient, pg_pool: asyncpg.Pool
 ) -> None:
-    assert service.cti is not None
-    ami = service.cti.ami
+    ami = sim
     server = await _replace_agi_server(service, max_sessions=1)
     holder, refused = unique_number(), unique_number()
     await simulator.add_operator(ami, 301, queues=("transport",), talk_seconds=1)
@@ -151,10 +159,9 @@ async def test_call_over_max_sessions_takes_the_fallback(
 
 
 async def test_asterisk_not_on_the_allow_list_takes_the_fallback(
-    service: HotlineService, pg_pool: asyncpg.Pool
+    service: HotlineService, sim: AmiClient, pg_pool: asyncpg.Pool
 ) -> None:
-    assert service.cti is not None
-    ami = service.cti.ami
+    ami = sim
     await _replace_agi_server(service, allowed_peers=["127.0.0.2"])  # not Asterisk's 127.0.0.1
     number = unique_number()
     await simulator.add_operator(ami, 302, queues=("housing",), talk_seconds=1)
