@@ -259,11 +259,10 @@ async def test_fastagi_down_fallback_still_queues(
 
 
 async def test_wait_runs_out_and_the_catalogues_overflow_queue_answers(
-    service: HotlineService, asterisk: sandbox.SandboxSpec, pg_pool: asyncpg.Pool
+    service: HotlineService, sim: AmiClient, asterisk: sandbox.SandboxSpec, pg_pool: asyncpg.Pool
 ) -> None:
     """queues.toml: social overflows to main; the dialplan follows the generated chain."""
-    assert service.cti is not None
-    ami = service.cti.ami
+    ami = sim
     overflow = load_ivr_config(CONFIG_DIR).queues.queues["social"].overflow
     assert overflow == "main"
     # nobody in "social"; the wait there is cut to 3 s for this call
