@@ -15,7 +15,7 @@ import pytest
 from hotline.checks import check_asterisk
 from hotline.devtools import asterisk_sandbox as sandbox
 from ivr.menu import load_ivr_config
-from tests.support.paths import CONFIG_DIR
+from tests.support.paths import CONFIG_DIR, REPO_ROOT
 
 
 def spec(root: Path) -> sandbox.SandboxSpec:
@@ -355,3 +355,47 @@ def test_failed_build_says_what_debootstrap_said(
         sandbox.ensure_tree(tmp_path / "tree", "http://mirror.example/debian", lines.append)
     assert any("fetching the package index" in line for line in lines)
     assert installed == [] and not (tmp_path / "tree").exists()
+
+
+# Which write class each AMI action needs (any one of them), as Asterisk 22
+# registers them (main/manager.c, apps/app_queue.c). An action sent from the
+# code but missing here fails the test below: add it, and its class to manager.conf.
+ACTION_CLASSES: dict[str, set[str]] = {
+    "Ping": set(), "Events": set(), "QueueSummary": set(), "QueueStatus": set(),
+    "CoreStatus": {"system", "reporting"}, "CoreShowChannels": {"system", "reporting"},
+    "CoreSettings": {"system", "reporting"}, "Status": {"system", "call", "reporting"},
+    "QueueAdd": {"agent"}, "QueueRemove": {"agent"}, "QueuePause": {"agent"},
+    "Originate": {"originate"}, "Setvar": {"call"}, "Getvar": {"call", "reporting"},
+    "Redirect": {"call"}, "Hangup": {"system", "call"},
+}
+NEVER = {"system", "command", "config"}  # programs, CLI commands, configuration
+
+
+def actions_sent(*files: Path) -> set[str]:
+    pattern = re.compile(r"\.action(?:_list)?\(\s*\"([A-Za-z]+)\"")
+    return {name for f in files for name in pattern.findall(f.read_text())}
+
+
+def check_account(account: dict[str, str], actions: set[str]) -> None:
+    unknown = actions - ACTION_CLASSES.keys()
+    assert not unknown, f"add {unknown} to ACTION_CLASSES and their class to manager.conf"
+    write = classes(account["write"])
+    for action in actions:
+        need = ACTION_CLASSES[action]
+        assert not need or need & write, f"{action} needs one of {need}, has {write}"
+    needed = set().union(*(ACTION_CLASSES[a] for a in actions))
+    assert write <= needed, f"classes nothing uses: {write - needed}"
+    assert not write & NEVER and not classes(account["read"]) & {"command", "config"}
+
+
+def test_each_account_has_the_classes_its_code_sends_and_no_more(tmp_path: Path) -> None:
+    s = spec(tmp_path)
+    sandbox.render_config(s)
+    sections = manager_sections((s.etc_dir / "manager.conf").read_text())
+    repo = REPO_ROOT
+    bridge = actions_sent(*(repo / "cti_bridge").glob("*.py"))
+    assert {"CoreStatus", "CoreShowChannels", "QueueSummary"} <= bridge
+    check_account(sections["hotline"], bridge)
+    sim = actions_sent(repo / "hotline" / "devtools" / "simulator.py")
+    assert {"Originate", "QueueAdd", "Setvar"} <= sim
+    check_account(sections[sandbox.SIMULATOR_USER], sim)
