@@ -95,3 +95,12 @@ async def test_recovery_is_logged_with_what_was_shed() -> None:
 def test_limits_must_leave_room() -> None:
     with pytest.raises(ValueError):
         backlog(max_events=0)
+
+
+async def test_made_up_event_names_do_not_grow_the_counts() -> None:
+    b = backlog(max_events=1)
+    b.put(event("Newexten"))
+    for n in range(1000):
+        b.put(event(f"Bogus{n}"))
+    assert len(b.dropped) <= 257 and sum(b.dropped.values()) == 1000
+    assert b.dropped["(other)"] == 1000 - 256
