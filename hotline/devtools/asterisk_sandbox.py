@@ -255,7 +255,8 @@ def _install_pyst2(tree: Path) -> None:
     )
 
 
-# debootstrap's "I: …" lines → the stage a person is told about (first match wins).
+# debootstrap's "I: …" lines (its functions' info calls, Debian 12's 1.0.128) → the
+# stage a person is told about (first match wins).
 _STAGES: tuple[tuple[str, str, bool], ...] = (
     # (prefix of the message, stage, whether its lines count packages)
     ("Retrieving InRelease", "fetching the package index", False),
@@ -270,7 +271,11 @@ _STAGES: tuple[tuple[str, str, bool], ...] = (
     ("Validating ", "downloading packages", True),
     ("Extracting ", "extracting packages", True),
     ("Installing ", "installing the base system", False),
+    ("Unpacking the base system", "unpacking packages", False),
+    ("Unpacking required packages", "unpacking packages", False),
     ("Unpacking ", "unpacking packages", True),
+    ("Configuring the base system", "configuring packages", False),
+    ("Configuring required packages", "configuring packages", False),
     ("Configuring ", "configuring packages", True),
     ("Base system installed", "base system installed", False),
 )

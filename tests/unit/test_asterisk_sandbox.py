@@ -276,6 +276,9 @@ def test_debootstrap_lines_become_stages() -> None:
     assert stage("I: Validating libc6 2.41-12") == ("downloading packages", True)
     assert stage("I: Extracting bash...") == ("extracting packages", True)
     assert stage("I: Configuring asterisk...") == ("configuring packages", True)
+    assert stage("I: Configuring required packages...") == ("configuring packages", False)
+    assert stage("I: Unpacking libc6...") == ("unpacking packages", True)
+    assert stage("I: Unpacking the base system...") == ("unpacking packages", False)
     assert stage("I: Base system installed successfully.") == ("base system installed", False)
     assert stage("dpkg: warning: something") is None
 
