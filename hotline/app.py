@@ -8,6 +8,7 @@ and stops them in reverse order, awaiting every task it started.
 from __future__ import annotations
 
 import asyncio
+import secrets
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -37,7 +38,12 @@ from hotline.devtools.embedded import (
     start_embedded_postgres,
     start_embedded_redis,
 )
-from hotline.settings import PROCESS_ROLES, Settings
+from hotline.settings import (
+    PROCESS_ROLES,
+    Settings,
+    hide_credentials,
+    read_or_create_secrets,
+)
 from hotline.web.app import build_web_app
 from hotline.web.ops import MetricsAccess
 from ivr.flows import build_routes
@@ -115,6 +121,16 @@ async def open_database(settings: Settings, *, keep_embedded: bool = False) -> D
     return Database(pool, url, None if keep_embedded else embedded)
 
 
+def _start_embedded_redis(settings: Settings) -> EmbeddedRedis:
+    """The embedded Redis with the password kept in the secrets directory (so a
+    person can reach it with ``redis-cli``); blocking."""
+    values = read_or_create_secrets(
+        settings.state_path / "secrets" / "redis.toml",
+        lambda: {"password": secrets.token_urlsafe(32)},
+    )
+    return start_embedded_redis(settings.state_path / "redis", password=values["password"])
+
+
 async def open_backends(settings: Settings) -> Backends:
     """The case store and Redis (embedded ones unless URLs are set)."""
     database = await open_database(settings)
@@ -125,7 +141,7 @@ async def open_backends(settings: Settings) -> Backends:
     opened = False
     try:
         if not redis_url:
-            server = await asyncio.to_thread(start_embedded_redis, settings.state_path / "redis")
+            server = await asyncio.to_thread(_start_embedded_redis, settings)
             redis_url = server.url
             embedded.append(server)
         redis = aioredis.Redis.from_url(redis_url, socket_connect_timeout=3)
@@ -133,7 +149,7 @@ async def open_backends(settings: Settings) -> Backends:
             await redis.ping()
         except (OSError, aioredis.RedisError) as exc:
             await redis.aclose()
-            where = redis_url.rpartition("@")[2]
+            where = hide_credentials(redis_url)
             raise RedisUnavailable(f"Redis at {where} is not reachable: {exc}") from None
         opened = True
     finally:

@@ -17,7 +17,6 @@ import os
 import secrets
 import signal
 import sys
-import tomllib
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from pathlib import Path
@@ -25,7 +24,7 @@ from typing import TYPE_CHECKING, Any, TextIO
 
 from hotline.core.errors import HotlineError
 from hotline.core.logs import configure_logging, get_logger
-from hotline.settings import Settings, SettingsError, load_settings
+from hotline.settings import Settings, SettingsError, load_settings, read_or_create_secrets
 
 if TYPE_CHECKING:
     import asyncpg
@@ -162,21 +161,16 @@ def _config_ok(settings: Settings, out: TextIO) -> bool:
 
 
 def instance_secrets(settings: Settings, instance: str) -> dict[str, str]:
-    """Generated once per sandbox instance, kept outside the repo (mode 0600)."""
-    path = settings.state_path / "secrets" / f"asterisk-{instance}.toml"
-    if path.exists():
-        data = tomllib.loads(path.read_text())
-        return {k: str(v) for k, v in data.items()}
-    values = {
-        "ami_secret": secrets.token_urlsafe(24),
-        "sip_password": secrets.token_urlsafe(18),
-        "supervisor_password": secrets.token_urlsafe(12),
-    }
-    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as out:
-        out.writelines(f'{k} = "{v}"\n' for k, v in values.items())
-    return values
+    """Generated once per sandbox instance, kept outside the repo (file 0600 from
+    its creation, directory 0700; a looser one is tightened, a foreign one refused)."""
+    return read_or_create_secrets(
+        settings.state_path / "secrets" / f"asterisk-{instance}.toml",
+        lambda: {
+            "ami_secret": secrets.token_urlsafe(24),
+            "sip_password": secrets.token_urlsafe(18),
+            "supervisor_password": secrets.token_urlsafe(12),
+        },
+    )
 
 
 def _fill_ami_secret(settings: Settings) -> None:

@@ -10,14 +10,20 @@ from __future__ import annotations
 
 import dataclasses
 import ipaddress
+import json
+import math
 import os
+import secrets
+import stat
 import tomllib
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qsl, urlsplit, urlunsplit
 
 from hotline.core.errors import ConfigError
+from hotline.core.logs import get_logger
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 
@@ -38,6 +44,10 @@ DEFAULT_CONFIG_FILE = CONFIG_DIR / "hotline.toml"
 #: The roles a process can run (people's roles are ``hotline.core.people.PROCESS_ROLES``).
 PROCESS_ROLES = ("agi", "ami", "web")
 SECRET_KEYS = frozenset({"ami.secret", "database.url", "redis.url", "web.metrics_token"})
+#: Settings that are URLs and may carry credentials (``user:password@`` or ``?password=``).
+URL_KEYS = frozenset({"database.url", "redis.url", "asterisk.mirror"})
+#: Numeric settings whose name ends so are durations in seconds: finite and above zero.
+DURATION_SUFFIXES = ("_timeout", "_interval")
 
 
 class SettingsError(ConfigError):
@@ -159,6 +169,8 @@ class Settings:
             for key in values:
                 if f"{section.name}.{key}" in SECRET_KEYS and values[key]:
                     values[key] = "***"
+                elif f"{section.name}.{key}" in URL_KEYS and values[key]:
+                    values[key] = hide_credentials(values[key])
             out[section.name] = values
         return out
 
@@ -190,7 +202,10 @@ def _coerce(key: str, value: Any, default: Any) -> Any:
         if isinstance(default, float):
             if isinstance(value, bool):
                 raise ValueError
-            return float(value)
+            number = float(value)
+            if not math.isfinite(number):  # TOML and float() both accept nan and inf
+                raise SettingsError(f"{key}: expected a finite number, got {value!r}")
+            return number
         if isinstance(default, list):
             if isinstance(value, list):
                 return [str(v) for v in value]
@@ -213,7 +228,7 @@ def _apply(settings: Settings, key: str, value: Any, source: str) -> None:
         raise SettingsError(f"{key}: unknown setting (from {source})")
     if source == "config file" and (
         key in {"ami.secret", "web.metrics_token"}
-        or (key.endswith(".url") and _has_password(str(value)))
+        or (key in URL_KEYS and _has_password(str(value)))
     ):
         raise SettingsError(
             f"{key}: secrets are not read from the config file; "
@@ -223,8 +238,25 @@ def _apply(settings: Settings, key: str, value: Any, source: str) -> None:
 
 
 def _has_password(url: str) -> bool:
+    """``user:password@`` in the authority, or a ``password=`` query parameter
+    (libpq, asyncpg and redis-py all take the password from either)."""
     netloc = url.partition("://")[2].partition("/")[0]
-    return "@" in netloc and ":" in netloc.partition("@")[0]
+    if "@" in netloc and ":" in netloc.rpartition("@")[0]:
+        return True
+    query = url.partition("?")[2]
+    return any(name.lower() == "password" for name, _ in parse_qsl(query))
+
+
+def hide_credentials(url: str) -> str:
+    """``url`` for showing: user information and query string replaced by ``***``."""
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return "***"
+    netloc = parts.netloc
+    if "@" in netloc:
+        netloc = "***@" + netloc.rpartition("@")[2]
+    return urlunsplit(parts._replace(netloc=netloc, query="***" if parts.query else ""))
 
 
 def _env_name(key: str) -> str:
@@ -270,8 +302,21 @@ def _validate(s: Settings) -> None:
             raise SettingsError(
                 f"web.metrics_allow: expected addresses or networks (CIDR), got {network!r}"
             ) from None
-    if s.ami.action_timeout <= 0:
-        raise SettingsError("ami.action_timeout: must be positive")
+    if s.redis.url.startswith("unix://") and not urlsplit(s.redis.url).path.startswith("/"):
+        raise SettingsError("redis.url: expected unix:///absolute/path/to/redis.sock")
+    for section in dataclasses.fields(s):
+        values = getattr(s, section.name)
+        for item in dataclasses.fields(values):
+            value = getattr(values, item.name)
+            if (
+                item.name.endswith(DURATION_SUFFIXES)
+                and isinstance(value, (int, float))
+                and not value > 0  # NaN compares false too
+            ):
+                raise SettingsError(
+                    f"{section.name}.{item.name}: expected a positive number of seconds, "
+                    f"got {value!r}"
+                )
     if agi_problems := s.agi.problems():
         raise SettingsError("; ".join(agi_problems))
     if not s.service.server_id.replace("-", "").replace("_", "").isalnum():
@@ -326,16 +371,125 @@ def load_settings(
 
 
 def _load_secrets_file(settings: Settings, path: Path) -> None:
-    """A TOML file outside the repository with the same sections, e.g. [ami] secret=…"""
-    try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise SettingsError(f"HOTLINE_SECRETS_FILE: {path} not found") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise SettingsError(f"HOTLINE_SECRETS_FILE: {path} is not valid TOML ({exc})") from None
+    """A TOML file outside the repository with the same sections, e.g. [ami] secret=…
+
+    Someone else's file: a mode that lets others read it (or the group write it),
+    or an owner other than us or root, is refused rather than repaired."""
     if path.resolve().is_relative_to(PROJECT_ROOT):
         raise SettingsError("HOTLINE_SECRETS_FILE: must live outside the repository")
+    try:
+        with open(path, "rb") as handle:
+            info = os.fstat(handle.fileno())
+            raw = handle.read()
+    except FileNotFoundError:
+        raise SettingsError(f"HOTLINE_SECRETS_FILE: {path} not found") from None
+    mode = stat.S_IMODE(info.st_mode)
+    if mode & 0o027:
+        raise SettingsError(
+            f"HOTLINE_SECRETS_FILE: {path} is open to others (mode {mode:04o}); "
+            f"chmod 600 {path}"
+        )
+    if info.st_uid not in {os.geteuid(), 0}:
+        raise SettingsError(
+            f"HOTLINE_SECRETS_FILE: {path} belongs to uid {info.st_uid}, "
+            f"not to this user (uid {os.geteuid()}) or root"
+        )
+    try:
+        data = tomllib.loads(raw.decode("utf-8"))
+    except UnicodeDecodeError:
+        raise SettingsError(f"HOTLINE_SECRETS_FILE: {path} is not UTF-8 text") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise SettingsError(f"HOTLINE_SECRETS_FILE: {path} is not valid TOML ({exc})") from None
     for section, values in data.items():
         if isinstance(values, dict):
             for name, value in values.items():
                 _apply(settings, f"{section}.{name}", value, "secrets file")
+
+
+# --- secret files we generate ourselves (state directory) -------------------
+
+SECRET_DIR_MODE = 0o700
+SECRET_FILE_MODE = 0o600
+
+
+class SecretFileError(ConfigError):
+    """A secrets file or directory is unsafe (owned by someone else) or unreadable."""
+
+    error_id = "secret_file_unsafe"
+
+
+def ensure_private_dir(path: Path) -> Path:
+    """``path`` as a directory only this user can enter: created 0700; an existing
+    one open to others is tightened (and logged); one owned by another user is refused."""
+    path.mkdir(parents=True, exist_ok=True, mode=SECRET_DIR_MODE)
+    info = os.stat(path)
+    if info.st_uid != os.geteuid():
+        raise SecretFileError(
+            f"{path}: owned by uid {info.st_uid}, not by this user (uid {os.geteuid()}); "
+            "refusing to keep secrets there"
+        )
+    mode = stat.S_IMODE(info.st_mode)
+    if mode & 0o077:
+        os.chmod(path, mode & ~0o077)
+        get_logger("hotline.settings").warning(
+            "secrets_mode_repaired", path=str(path), was=f"{mode:04o}",
+            now=f"{mode & ~0o077:04o}",
+        )
+    return path
+
+
+def _read_private_toml(path: Path) -> dict[str, str]:
+    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    with os.fdopen(fd, "rb") as handle:
+        # Checked on the open file, not the name: nothing can swap it in between.
+        info = os.fstat(fd)
+        if info.st_uid != os.geteuid():
+            raise SecretFileError(
+                f"{path}: owned by uid {info.st_uid}, not by this user (uid {os.geteuid()})"
+            )
+        mode = stat.S_IMODE(info.st_mode)
+        if mode & 0o077:
+            os.fchmod(fd, SECRET_FILE_MODE)
+            get_logger("hotline.settings").warning(
+                "secrets_mode_repaired", path=str(path), was=f"{mode:04o}",
+                now=f"{SECRET_FILE_MODE:04o}",
+            )
+        raw = handle.read()
+    try:
+        data = tomllib.loads(raw.decode("utf-8"))
+    except (UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
+        raise SecretFileError(f"{path}: not a valid secrets file ({exc})") from None
+    return {str(k): str(v) for k, v in data.items()}
+
+
+def read_or_create_secrets(
+    path: Path, generate: Callable[[], Mapping[str, str]]
+) -> dict[str, str]:
+    """The ``key = "value"`` pairs in ``path``, generating the file on first use.
+
+    The file is born 0600 (``os.open`` with the mode, in a 0700 directory) and
+    appears whole or not at all; when two processes generate it at once the first
+    one wins and both return its values. Blocking (small file I/O)."""
+    ensure_private_dir(path.parent)
+    try:
+        return _read_private_toml(path)
+    except FileNotFoundError:
+        pass
+    values = {str(k): str(v) for k, v in generate().items()}
+    temporary = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}")
+    fd = os.open(
+        temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC,
+        SECRET_FILE_MODE,
+    )
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as out:
+            out.writelines(f"{k} = {json.dumps(v)}\n" for k, v in values.items())
+            out.flush()
+            os.fsync(out.fileno())
+        try:
+            os.link(temporary, path)  # unlike rename, never replaces a file already there
+        except FileExistsError:
+            return _read_private_toml(path)
+    finally:
+        temporary.unlink(missing_ok=True)
+    return values

