@@ -244,12 +244,14 @@ async def _migrate(settings: Settings) -> int:
 
 
 async def _user_add(args: argparse.Namespace, settings: Settings) -> int:
+    from crm_sync.migrate import migrate
     from crm_sync.people import upsert_operator
     from hotline.app import open_database
 
     password = os.environ.get(args.password_env) or getpass.getpass(f"password for {args.login}: ")
     database = await open_database(settings, keep_embedded=True)
     try:
+        await migrate(database.pool)  # a fresh install: people before the first `run`
         await upsert_operator(
             database.pool, args.login, args.name or args.login, args.role, password
         )

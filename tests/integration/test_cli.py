@@ -11,6 +11,8 @@ from typing import Any
 import asyncpg
 import pytest
 
+from crm_sync.people import verify_password
+from hotline.core.people import ROLES
 from tests.support.cli import run_hotline
 from tests.support.fake_ami_server import FakeAmiServer
 
@@ -123,3 +125,67 @@ async def test_two_migrates_at_once_leave_one_schema(make_database: Any) -> None
         assert await conn.fetchval("SELECT count(*) FROM districts") == 10
     finally:
         await conn.close()
+
+
+async def test_user_add_for_every_people_role(make_database: Any) -> None:
+    """`hotline user add LOGIN --role R` once wrote R into the process roles and
+    failed with "service.roles: expected some of agi, ami, web"."""
+    url = await make_database("cli_users")
+    for role in ROLES:
+        password = f"pw-{role}-0123"
+        code, out, err = await run_hotline(
+            "user", "add", f"u_{role}", "--role", role, "--name", f"Name {role}",
+            env={"DATABASE_URL": url, "HOTLINE_NEW_PASSWORD": password},
+        )
+        assert code == 0, err
+        assert f"user u_{role} ({role}) saved" in out
+        assert "service.roles" not in err
+    conn = await asyncpg.connect(url)
+    try:
+        rows = await conn.fetch("SELECT login, role, password_hash, active FROM operators")
+    finally:
+        await conn.close()
+    by_login = {r["login"]: r for r in rows}
+    for role in ROLES:
+        row = by_login[f"u_{role}"]
+        assert (row["role"], row["active"]) == (role, True)
+        assert verify_password(f"pw-{role}-0123", row["password_hash"])
+
+
+async def test_user_add_with_a_wrong_role_is_one_clear_line(make_database: Any) -> None:
+    url = await make_database("cli_bad_role")
+    code, _, err = await run_hotline(
+        "user", "add", "mallory", "--role", "agi",
+        env={"DATABASE_URL": url, "HOTLINE_NEW_PASSWORD": "long-enough-password"},
+    )
+    assert code == 2
+    assert_one_error_line(err, "role", "'agi'", *ROLES)
+    conn = await asyncpg.connect(url)
+    try:
+        assert await conn.fetchval("SELECT count(*) FROM operators") == 0
+    finally:
+        await conn.close()
+
+
+async def test_config_hides_mirror_credentials() -> None:
+    code, out, _ = await run_hotline(
+        "config", env={"HOTLINE_ASTERISK_MIRROR": "https://deb:hunter2@mirror.example/debian"}
+    )
+    assert code == 0
+    assert "hunter2" not in out and "deb:" not in out
+    assert '"mirror": "https://***@mirror.example/debian"' in out
+
+
+async def test_url_password_in_the_config_file_is_one_clear_line(tmp_path: Path) -> None:
+    cfg = tmp_path / "hotline.toml"
+    cfg.write_text('[redis]\nurl = "unix://:s3cret-pw@/run/hotline/redis.sock"\n')
+    code, _, err = await run_hotline("--config", str(cfg), "config")
+    assert code == 2
+    line = assert_one_error_line(err, "redis.url", "REDIS_URL")
+    assert "s3cret-pw" not in line
+
+
+async def test_nan_timeout_is_one_clear_line() -> None:
+    code, _, err = await run_hotline("config", env={"HOTLINE_AMI_PING_INTERVAL": "nan"})
+    assert code == 2
+    assert_one_error_line(err, "ami.ping_interval", "finite")

@@ -78,6 +78,88 @@ def test_roles_from_command_line_list(tmp_path: Path) -> None:
     assert s.service.roles == ["agi", "web"]
 
 
+@pytest.mark.parametrize(
+    ("key", "value"),
+    [
+        ("agi.env_timeout", "nan"),
+        ("agi.env_timeout", "-1"),
+        ("ami.action_timeout", "inf"),
+        ("ami.action_timeout", "-0.5"),
+        ("ami.ping_interval", "0"),
+        ("ami.ping_interval", "NaN"),
+        ("ami.ping_interval", "-10"),
+        ("asterisk.queue_timeout", "0"),
+        ("asterisk.queue_timeout", "-300"),
+    ],
+)
+def test_durations_must_be_finite_and_positive(tmp_path: Path, key: str, value: str) -> None:
+    with pytest.raises(SettingsError, match=rf"^{key.replace('.', '[.]')}: expected a"):
+        load_settings(write(tmp_path, ""), env={}, overrides={key: value})
+    env_name = "HOTLINE_" + key.replace(".", "_").upper()
+    with pytest.raises(SettingsError, match=rf"^{key.replace('.', '[.]')}: "):
+        load_settings(write(tmp_path, ""), env={env_name: value})
+
+
+@pytest.mark.parametrize("literal", ["nan", "inf", "-inf", "-2.0", "0.0"])
+def test_durations_from_toml_literals(tmp_path: Path, literal: str) -> None:
+    """TOML has nan and inf literals of its own: they reach the float unconverted."""
+    with pytest.raises(SettingsError, match=r"^ami\.ping_interval: "):
+        load_settings(write(tmp_path, f"[ami]\nping_interval = {literal}\n"), env={})
+
+
+def test_positive_durations_are_kept(tmp_path: Path) -> None:
+    s = load_settings(
+        write(tmp_path, ""), env={},
+        overrides={"ami.ping_interval": "0.5", "agi.env_timeout": "2", "ami.action_timeout": "3"},
+    )
+    assert (s.ami.ping_interval, s.agi.env_timeout, s.ami.action_timeout) == (0.5, 2.0, 3.0)
+
+
+def test_mirror_credentials_hidden_in_redacted_settings(tmp_path: Path) -> None:
+    s = load_settings(
+        write(tmp_path, ""),
+        env={"HOTLINE_ASTERISK_MIRROR": "https://deb:hunter2@mirror.example/debian?token=t0k"},
+    )
+    shown = s.redacted()["asterisk"]["mirror"]
+    assert "hunter2" not in shown and "deb:" not in shown and "t0k" not in shown
+    assert shown == "https://***@mirror.example/debian?***"
+    plain = load_settings(
+        write(tmp_path, ""), env={"HOTLINE_ASTERISK_MIRROR": "http://deb.debian.org/debian"}
+    )
+    assert plain.redacted()["asterisk"]["mirror"] == "http://deb.debian.org/debian"
+
+
+@pytest.mark.parametrize(
+    ("key", "url"),
+    [
+        ("database.url", "postgresql://db.example/hotline?password=pw1"),
+        ("database.url", "postgresql://hotline:p%40ss@db.example/hotline"),
+        ("redis.url", "unix://:pw2@/run/redis/redis.sock?db=0"),
+        ("redis.url", "redis://cache:6379/0?password=pw3"),
+        ("redis.url", "rediss://user:pw4@cache:6380/0"),
+        ("asterisk.mirror", "https://deb:pw5@mirror.example/debian"),
+    ],
+)
+def test_url_passwords_never_from_the_config_file(tmp_path: Path, key: str, url: str) -> None:
+    section, name = key.split(".")
+    cfg = write(tmp_path, f'[{section}]\n{name} = "{url}"\n')
+    with pytest.raises(SettingsError, match=rf"^{key.replace('.', '[.]')}: secrets are not read"):
+        load_settings(cfg, env={})
+    # the same URL from the environment is fine
+    env_name = {"database.url": "DATABASE_URL", "redis.url": "REDIS_URL"}.get(
+        key, "HOTLINE_ASTERISK_MIRROR"
+    )
+    s = load_settings(write(tmp_path, ""), env={env_name: url})
+    assert getattr(getattr(s, section), name) == url
+
+
+def test_redis_unix_url_needs_an_absolute_path(tmp_path: Path) -> None:
+    with pytest.raises(SettingsError, match=r"redis\.url: expected unix:///"):
+        load_settings(write(tmp_path, ""), env={"REDIS_URL": "unix://:pw@relative.sock"})
+    s = load_settings(write(tmp_path, ""), env={"REDIS_URL": "unix://:pw@/run/x/redis.sock?db=0"})
+    assert s.redis.url.endswith("redis.sock?db=0")
+
+
 def test_passwords_never_from_the_config_file(tmp_path: Path) -> None:
     with pytest.raises(SettingsError, match=r"ami\.secret"):
         load_settings(write(tmp_path, '[ami]\nsecret = "x"\n'), env={})
@@ -90,6 +172,24 @@ def test_passwords_never_from_the_config_file(tmp_path: Path) -> None:
 
 def test_secrets_file_outside_repo(tmp_path: Path) -> None:
     secrets_file = write(tmp_path, '[ami]\nsecret = "from-file"\n', "secrets.toml")
+    secrets_file.chmod(0o600)
+    s = load_settings(write(tmp_path, ""), env={"HOTLINE_SECRETS_FILE": str(secrets_file)})
+    assert s.ami.secret == "from-file"
+
+
+@pytest.mark.parametrize("mode", [0o644, 0o604, 0o620, 0o666], ids=lambda m: f"{m:04o}")
+def test_secrets_file_open_to_others_is_refused(tmp_path: Path, mode: int) -> None:
+    secrets_file = write(tmp_path, '[ami]\nsecret = "from-file"\n', "secrets.toml")
+    secrets_file.chmod(mode)
+    with pytest.raises(SettingsError, match=f"mode {mode:04o}.*chmod 600") as caught:
+        load_settings(write(tmp_path, ""), env={"HOTLINE_SECRETS_FILE": str(secrets_file)})
+    assert "from-file" not in str(caught.value)
+
+
+def test_secrets_file_readable_by_its_group_only_is_accepted(tmp_path: Path) -> None:
+    """0640 with a group of its own (e.g. root:hotline) is a usual deployment."""
+    secrets_file = write(tmp_path, '[ami]\nsecret = "from-file"\n', "secrets.toml")
+    secrets_file.chmod(0o640)
     s = load_settings(write(tmp_path, ""), env={"HOTLINE_SECRETS_FILE": str(secrets_file)})
     assert s.ami.secret == "from-file"
 
