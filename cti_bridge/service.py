@@ -21,7 +21,7 @@ from cti_bridge.call_tracker import CallTracker
 from cti_bridge.operator_states import EVENTS as OPERATOR_EVENTS
 from cti_bridge.operator_states import OperatorStateTracker
 from hotline.core import metrics
-from hotline.core.aio import cancel_and_wait
+from hotline.core.aio import cancel_and_wait, raise_if_cancelled
 from hotline.core.live import LIVE_CHANNEL, QUEUES_KEY, call_event, queues_event
 from hotline.core.logs import get_logger
 from hotline.core.ports import CallSink, LiveBus, OperatorStateSink
@@ -157,6 +157,7 @@ class CtiService:
                     await self._bus.publish(LIVE_CHANNEL, queues_event())
             except (AmiError, OSError, aioredis.RedisError) as exc:
                 log.warning("queue_summary_failed", error=str(exc))
+            raise_if_cancelled()
             await asyncio.sleep(self._poll_seconds)
 
     async def queue_summary(self) -> dict[str, Any]:
