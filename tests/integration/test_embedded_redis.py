@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import os
 import stat
+import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -21,7 +22,11 @@ import redis.asyncio as aioredis
 
 from crm_sync.live_bus import BusMessage, RedisLiveBus
 from hotline.app import open_backends
-from hotline.devtools.embedded import EmbeddedRedis, start_embedded_redis
+from hotline.devtools.embedded import (
+    EmbeddedRedis,
+    EmbeddedServiceError,
+    start_embedded_redis,
+)
 from hotline.settings import Settings
 from tests.support.redis_probe import probe_as_nobody, without_credentials
 
@@ -103,6 +108,26 @@ def test_stop_removes_the_socket_directory(scratch_dir: Path) -> None:
     folder = embedded.socket_path.parent
     embedded.stop()
     assert not folder.exists()
+
+
+def test_folders_of_dead_processes_are_swept(scratch_dir: Path) -> None:
+    exited = subprocess.Popen(["true"])
+    exited.wait()
+    stale = scratch_dir / "redis" / f"{exited.pid}-abcdefgh"
+    stale.mkdir(parents=True)
+    embedded = start_embedded_redis(scratch_dir / "redis")
+    try:
+        assert not stale.exists()
+        assert embedded.socket_path.parent.exists()
+    finally:
+        embedded.stop()
+
+
+def test_a_socket_path_too_long_is_one_clear_error(scratch_dir: Path) -> None:
+    deep = scratch_dir / ("d" * 60) / ("e" * 40)
+    with pytest.raises(EmbeddedServiceError, match="longer than a unix socket path"):
+        start_embedded_redis(deep)
+    assert [p.name for p in deep.iterdir()] == []  # nothing left behind
 
 
 async def test_service_backends_use_the_password_from_the_secrets_dir(
