@@ -82,5 +82,6 @@ def test_secrets_file_may_hold_the_token(tmp_path: Path) -> None:
     cfg.write_text("")
     secrets = tmp_path / "secrets.toml"
     secrets.write_text('[web]\nmetrics_token = "from-file"\n')
+    secrets.chmod(0o600)  # a secrets file open to others is refused
     s = load_settings(cfg, env={"HOTLINE_SECRETS_FILE": str(secrets)})
     assert s.web.metrics_token == "from-file"
