@@ -34,6 +34,17 @@ from hotline.devtools.embedded import astart_embedded_postgres, start_embedded_r
 from tests.support.databases import MakeDatabase
 
 
+_KINDS = ("unit", "contract", "integration", "system")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark every test with its folder's kind, so ``-m "not system"`` is the fast loop."""
+    for item in items:
+        kind = item.path.parent.name
+        if kind in _KINDS:
+            item.add_marker(getattr(pytest.mark, kind))
+
+
 @contextlib.contextmanager
 def _scratch(prefix: str) -> Iterator[Path]:
     path = Path(tempfile.mkdtemp(prefix=f"hotline-{prefix}-"))
