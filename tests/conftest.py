@@ -33,7 +33,6 @@ from crm_sync.migrate import migrate
 from hotline.devtools.embedded import astart_embedded_postgres, start_embedded_redis
 from tests.support.databases import MakeDatabase
 
-
 _KINDS = ("unit", "contract", "integration", "system")
 
 
