@@ -16,6 +16,20 @@ when AgentComplete brings TalkTime / Reason. Sinks upsert by ``call_key``: the
 last record wins. Intermediate records are emitted at queue join and at
 AgentConnect (for live views); everything else only updates memory.
 
+AgentComplete under load. When app_queue's subscription runs after the caller
+channel is gone, Asterisk 22 publishes AgentComplete WITHOUT the caller's
+fields ("Empty caller_snapshot; sending incomplete event" in app_queue.c): no
+Uniqueid, often no Dest* fields either, only Queue, Interface, MemberName,
+HoldTime, TalkTime, Reason (16 of 492 answered calls at 30 calls/s in the
+sandbox). Such an event is matched to the connected, not yet completed call of
+that member (DestUniqueid when present, else Queue + Interface: with
+``ringinuse = no`` a member is in one call at a time). If no AgentComplete
+reaches us at all, the talk time is derived at Hangup from what AMI did send:
+AgentConnect to the caller's BridgeLeave (or its Hangup), in whole seconds as
+app_queue counts them, with ``talk_source = "derived"``. A late AgentComplete
+still replaces it; queue_log reconciliation (``crm_sync.queue_log``) has the
+last word.
+
 Memory. Finished calls are forgotten; calls with no event for
 ``stale_after_seconds`` (a Hangup lost during an AMI reconnect, an Asterisk
 restart) are finished with ``hangup_cause_text = EXPIRED`` and returned by
@@ -70,6 +84,9 @@ class _Call:
     hung_up: bool = False
     connected: bool = False  # AgentConnect seen
     completed: bool = False  # AgentComplete seen
+    connected_at: datetime | None = None  # AgentConnect of the answered attempt
+    bridge_left_at: datetime | None = None  # the caller's BridgeLeave after it
+    member_uniqueid: str | None = None  # DestUniqueid of AgentConnect
     queue_status: str | None = None  # QUEUESTATUS after the last Queue() without an agent
     routed_queue: str | None = None  # HOTLINE_QUEUE, as set by the IVR
 
@@ -121,8 +138,11 @@ class CallTracker:
             return out
         uid = msg.get("Uniqueid")
         if uid is None:
-            return out
-        if event == "Newchannel":
+            if event == "AgentComplete":  # without the caller's fields: see the docstring
+                uid = self._member_call(msg)
+            if uid is None:
+                return out
+        elif event == "Newchannel":
             self._new_channel(msg, uid)
             return out
         call = self._calls.get(uid)
@@ -269,11 +289,22 @@ class CallTracker:
         attempt.operator_interface = msg.get("Interface")
         attempt.operator_name = msg.get("MemberName")
         call.connected = True
+        call.completed = False
+        call.connected_at = now
+        call.bridge_left_at = None
+        call.member_uniqueid = msg.get("DestUniqueid")
         return True
+
+    def _bridge_leave(self, call: _Call, msg: AmiMessage, now: datetime) -> bool:
+        # The end of the conversation as AMI shows it; app_queue stops its clock here too.
+        if call.connected and not call.completed and call.bridge_left_at is None:
+            call.bridge_left_at = now
+        return False
 
     def _agent_complete(self, call: _Call, msg: AmiMessage, now: datetime) -> bool:
         attempt = self._attempt_for(call, msg, now)
         attempt.talk_seconds = _int(msg.get("TalkTime"))
+        attempt.talk_source = "agent_complete" if attempt.talk_seconds is not None else None
         attempt.completed_by = msg.get("Reason")
         if attempt.wait_seconds is None:
             attempt.wait_seconds = _int(msg.get("HoldTime"))
@@ -302,8 +333,46 @@ class CallTracker:
         record.hangup_cause_text = msg.get("Cause-txt")
         for attempt in record.attempts:
             attempt.left_at = attempt.left_at or now
+        if call.connected and not call.completed:
+            self._derive_talk(call, now)
         self._finish(call)
         return True
+
+    @staticmethod
+    def _derive_talk(call: _Call, now: datetime) -> None:
+        """AgentComplete has not come (yet): talk from AgentConnect to the bridge's end."""
+        attempt = CallTracker._answered_attempt(call.record)
+        if attempt is None or call.connected_at is None or attempt.talk_seconds is not None:
+            return
+        end = call.bridge_left_at or now
+        # app_queue subtracts whole-second time() values; so do we.
+        attempt.talk_seconds = max(0, int(end.timestamp()) - int(call.connected_at.timestamp()))
+        attempt.talk_source = "derived"
+
+    def _member_call(self, msg: AmiMessage) -> str | None:
+        """The caller channel of the member's current call (for an AgentComplete
+        that lacks the caller's fields); None unless exactly one call fits."""
+        member_uid = msg.get("DestUniqueid")
+        queue, interface = msg.get("Queue"), msg.get("Interface")
+        hold = _int(msg.get("HoldTime"))
+        candidates: list[tuple[str, _Call]] = []
+        for uid, call in self._calls.items():
+            if not call.connected or call.completed:
+                continue
+            if member_uid and call.member_uniqueid == member_uid:
+                return uid
+            attempt = self._answered_attempt(call.record)
+            if (attempt is not None and interface and attempt.queue == queue
+                    and attempt.operator_interface == interface):
+                candidates.append((uid, call))
+        if len(candidates) > 1 and hold is not None:  # cannot happen with ringinuse = no
+            candidates = [(uid, c) for uid, c in candidates
+                          if (a := self._answered_attempt(c.record)) and a.wait_seconds == hold]
+        return candidates[0][0] if len(candidates) == 1 else None
+
+    @staticmethod
+    def _answered_attempt(record: CallRecord) -> QueueAttempt | None:
+        return next((a for a in reversed(record.attempts) if a.outcome == "answered"), None)
 
     _HANDLERS: ClassVar[dict[str, Callable[[CallTracker, _Call, AmiMessage, datetime], bool]]] = {
         "NewCallerid": _caller_id,
@@ -312,6 +381,7 @@ class CallTracker:
         "QueueCallerJoin": _queue_join,
         "AgentConnect": _agent_connect,
         "AgentComplete": _agent_complete,
+        "BridgeLeave": _bridge_leave,
         "QueueCallerAbandon": _queue_abandon,
         "QueueCallerLeave": _queue_leave,
         "Hangup": _hangup,
@@ -344,6 +414,7 @@ class CallTracker:
             record.queue = summary.queue
             record.wait_seconds = summary.wait_seconds
             record.talk_seconds = summary.talk_seconds
+            record.talk_source = summary.talk_source
             record.operator_interface = summary.operator_interface
             record.operator_name = summary.operator_name
         if answered:

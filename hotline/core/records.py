@@ -21,6 +21,12 @@ class CallOutcome(enum.StrEnum):
     IN_PROGRESS = "in_progress"
 
 
+#: Where a talk time came from: app_queue's AgentComplete (TalkTime), derived
+#: from AgentConnect to the end of the bridge when AgentComplete never came
+#: (Asterisk drops it under load), or corrected to Asterisk's queue_log.
+TALK_SOURCES = ("agent_complete", "derived", "queue_log")
+
+
 @dataclass
 class QueueAttempt:
     """One stay of a call in one queue (a call may be transferred between queues)."""
@@ -37,6 +43,7 @@ class QueueAttempt:
     operator_interface: str | None = None  # e.g. Local/101@hotline-operators/n
     operator_name: str | None = None  # MemberName
     completed_by: str | None = None  # caller / agent / transfer
+    talk_source: str | None = None  # see TALK_SOURCES
 
 
 @dataclass
@@ -63,6 +70,7 @@ class CallRecord:
     queue: str | None = None  # the last queue the call waited in
     wait_seconds: int | None = None
     talk_seconds: int | None = None
+    talk_source: str | None = None  # see TALK_SOURCES
     operator_interface: str | None = None
     operator_name: str | None = None
     outcome: CallOutcome = CallOutcome.IN_PROGRESS

@@ -125,11 +125,82 @@ def test_agent_complete_after_hangup_is_re_emitted() -> None:
     t = tracker()
     emitted = replay(t, late)
     at_hangup, after = emitted[-2], emitted[-1]
-    assert at_hangup.outcome is CallOutcome.ANSWERED and at_hangup.talk_seconds is None
+    assert at_hangup.outcome is CallOutcome.ANSWERED and at_hangup.talk_source == "derived"
     assert after.outcome is CallOutcome.ANSWERED and after.talk_seconds == 3
+    assert after.talk_source == after.attempts[0].talk_source == "agent_complete"
     assert after.attempts[0].completed_by == "agent"
     assert at_hangup.call_key == after.call_key
     assert t.active_calls == 0
+
+
+def timed_replay(t: CallTracker, clock: Clock, msgs: list[AmiMessage],
+                 at: dict[str, float]) -> list[CallRecord]:
+    """Replay with the clock moved to ``T0 + at[event]`` s at the first such event (the
+    recorded transcripts carry no Timestamp, so the tracker reads its clock)."""
+    out: list[CallRecord] = []
+    pending = dict(at)
+    for msg in msgs:
+        if msg.event in pending:
+            clock.now = T0 + timedelta(seconds=pending.pop(msg.event))
+        out += t.handle(msg)
+    return out
+
+
+def test_talk_is_derived_when_agent_complete_never_comes() -> None:
+    """Under load Asterisk 22 sometimes sends no usable AgentComplete (issue 6, item 13):
+    the talk time then comes from AgentConnect → the caller's BridgeLeave."""
+    clock = Clock()
+    t = tracker(clock)
+    msgs = [m for m in messages("answered") if m.event != "AgentComplete"]
+    # As recorded: connected at :30.4, the operator hung up after 3 s, the caller's
+    # channel left the bridge, and its Hangup came a moment later.
+    final = timed_replay(t, clock, msgs, {"AgentConnect": 0.4, "BridgeLeave": 3.5,
+                                          "Hangup": 3.9})[-1]
+    assert final.outcome is CallOutcome.ANSWERED
+    assert final.talk_seconds == 3 == int(header(messages("answered"), "AgentComplete",
+                                                 "TalkTime"))
+    assert final.talk_source == final.attempts[0].talk_source == "derived"
+    assert final.attempts[0].completed_by is None  # unknown without AgentComplete
+
+
+def test_agent_complete_without_the_callers_fields_is_matched_by_member() -> None:
+    """What Asterisk sends when the caller's snapshot is already gone: no Uniqueid,
+    no Channel, no Dest* — Queue, Interface, MemberName and the figures only."""
+    msgs = messages("answered")
+    stripped = []
+    for msg in msgs:
+        if msg.event == "AgentComplete":
+            keep = {"Event", "Privilege", "Queue", "Interface", "MemberName", "HoldTime",
+                    "TalkTime", "Reason"}
+            msg = AmiMessage(tuple((k, v) for k, v in msg.headers if k in keep))
+            assert msg.get("Uniqueid") is None and msg.get("DestUniqueid") is None
+        stripped.append(msg)
+    t = tracker()
+    final = replay(t, stripped)[-1]
+    assert final.talk_seconds == 3 and final.talk_source == "agent_complete"
+    assert final.attempts[0].completed_by == "agent"
+    assert t.active_calls == 0  # complete: nothing left waiting
+
+
+def test_member_match_needs_exactly_one_call_of_that_member() -> None:
+    t = tracker()
+    for uid, member in (("1700000000.1", "Local/7@ops/n"), ("1700000000.2", "Local/8@ops/n")):
+        t.handle(new_channel(uid))
+        t.handle(ev("QueueCallerJoin", uid=uid, Queue="housing", Position="1"))
+        t.handle(ev("AgentConnect", uid=uid, Queue="housing", HoldTime="5",
+                    Interface=member, MemberName=member, DestUniqueid=f"{uid}9"))
+    bare = {"Event": "AgentComplete", "Queue": "housing", "HoldTime": "5", "TalkTime": "40",
+            "Reason": "caller"}
+    # another queue's member of the same name: no match, nothing changes
+    assert t.handle(AmiMessage.of(**{**bare, "Queue": "social",
+                                     "Interface": "Local/8@ops/n"})) == []
+    t.handle(AmiMessage.of(**bare, Interface="Local/8@ops/n"))
+    t.handle(AmiMessage.of(**{**bare, "TalkTime": "41"}, Interface="x",
+                           DestUniqueid="1700000000.19"))
+    [second] = t.handle(ev("Hangup", uid="1700000000.2", Cause="16"))
+    [first] = t.handle(ev("Hangup", uid="1700000000.1", Cause="16"))
+    assert (first.talk_seconds, first.talk_source) == (41, "agent_complete")
+    assert (second.talk_seconds, second.talk_source) == (40, "agent_complete")
 
 
 def test_lingering_call_forgotten_when_agent_complete_never_comes() -> None:
