@@ -308,6 +308,10 @@ class CallTracker:
         attempt.completed_by = msg.get("Reason")
         if attempt.wait_seconds is None:
             attempt.wait_seconds = _int(msg.get("HoldTime"))
+        if attempt.outcome != "answered":  # AgentConnect was missed: this proves it
+            attempt.outcome = "answered"
+            attempt.operator_interface = attempt.operator_interface or msg.get("Interface")
+            attempt.operator_name = attempt.operator_name or msg.get("MemberName")
         call.completed = True
         if call.hung_up:  # late: re-emit the final record with the talk time
             self._finish(call)

@@ -360,3 +360,11 @@ def test_reconcile_after_reconnect_finishes_calls_that_are_gone() -> None:
     assert gone.hangup_cause_text == "ended while the AMI link was down"
     assert t.active_calls == 1
     assert t.reconcile({"1700000000.5"}) == []  # nothing more to do
+
+
+def test_agent_complete_alone_proves_the_call_was_answered() -> None:
+    t = tracker()
+    msgs = [m for m in messages("answered") if m.event != "AgentConnect"]
+    final = replay(t, msgs)[-1]
+    assert final.outcome is CallOutcome.ANSWERED
+    assert (final.talk_seconds, final.operator_name) == (3, "Operator 101")
