@@ -8,9 +8,11 @@ and stops them in reverse order, awaiting every task it started.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import secrets
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import asyncpg
@@ -23,9 +25,11 @@ from crm_sync.call_store import (
     RetryingCallSink,
     RetryingIvrJournal,
 )
-from crm_sync.db import DatabaseUnavailable, create_pool
+from crm_sync.db import DatabaseUnavailable, create_pool, describe_dsn
 from crm_sync.live_bus import RedisLiveBus
 from crm_sync.operator_states import PostgresOperatorStates, RetryingOperatorStates
+from crm_sync.reconciler import QueueLogReconciler
+from crm_sync.spool import Spool
 from cti_bridge.ami_client import AmiClient
 from cti_bridge.call_tracker import CallTracker
 from cti_bridge.service import CtiService
@@ -244,12 +248,43 @@ async def _start_agi(service: HotlineService) -> None:
                           lambda: service.agi_server is not None and service.agi_server.listening)
 
 
+def _call_spool_dir(settings: Settings, database_url: str) -> Path:
+    """One spool per server id and database (never the password): records spooled
+    for one case store are never replayed into another."""
+    database = hashlib.sha256(describe_dsn(database_url).encode()).hexdigest()[:12]
+    return settings.state_path / "spool" / f"calls-{settings.service.server_id}-{database}"
+
+
+def _queue_log_path(settings: Settings) -> Path | None:
+    configured = settings.asterisk.queue_log
+    if configured == "off":
+        return None
+    if configured:
+        return Path(configured)
+    from hotline.devtools.asterisk_sandbox import SandboxSpec
+
+    return SandboxSpec(
+        instance=settings.asterisk.instance, root=Path(settings.asterisk.root), server_id="",
+        ami_port=0, ami_user="", ami_secret="", agi_host="", agi_port=0, sip_port=0,
+        sip_password="",
+    ).queue_log
+
+
 async def _start_ami(service: HotlineService) -> None:
     s = service.settings
     pool = service.backends.pool
-    call_sink = RetryingCallSink(PostgresCallStore(pool))
+    store = PostgresCallStore(pool)
+    call_sink = RetryingCallSink(
+        store, spool=Spool(_call_spool_dir(s, service.backends.database_url))
+    )
+    await call_sink.open_spool()  # records a killed process left: written first
     call_sink.start()
     service.on_stop("call_sink", call_sink.stop)
+    queue_log = _queue_log_path(s)
+    if queue_log is not None:
+        reconciler = QueueLogReconciler(store, s.service.server_id, queue_log)
+        reconciler.start()
+        service.on_stop("queue_log", reconciler.stop)
     operator_states = RetryingOperatorStates(PostgresOperatorStates(pool))
     operator_states.start()
     service.on_stop("operator_states", operator_states.stop)

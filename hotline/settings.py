@@ -136,6 +136,9 @@ class AsteriskSettings:
     sip_port: int = 15060
     queue_timeout: int = 300
     inbound_contexts: list[str] = field(default_factory=lambda: ["hotline-inbound"])
+    # Asterisk's queue_log, which call records are reconciled with: empty = the
+    # sandbox instance's; "off" = no reconciliation.
+    queue_log: str = ""
 
 
 @dataclass

@@ -157,7 +157,8 @@ def test_outcome_wait_and_missing_stays_are_corrected() -> None:
     assert corrections["talk_seconds"] == (None, "3")
     assert record.attempts[0].outcome == "timeout" and record.attempts[0].wait_seconds == 5
     assert record.attempts[1].left_at is not None  # what AMI knew of the stay is kept
-    assert (record.talk_seconds, record.talk_source) == (3, "queue_log")
+    corrected = record  # (a new name: mypy keeps the narrowing of the asserts above)
+    assert (corrected.talk_seconds, corrected.talk_source) == (3, "queue_log")
 
 
 def test_in_progress_call_keeps_its_outcome_unless_finished() -> None:
@@ -168,8 +169,9 @@ def test_in_progress_call_keeps_its_outcome_unless_finished() -> None:
     reconcile(record, logged(lines, "u1"))
     assert record.outcome is CallOutcome.IN_PROGRESS
     assert record.attempts[0].outcome == "abandoned" and record.wait_seconds == 10
-    reconcile(record, logged(lines, "u1"), finish=True)
-    assert record.outcome is CallOutcome.ABANDONED
+    finished = record
+    reconcile(finished, logged(lines, "u1"), finish=True)
+    assert finished.outcome is CallOutcome.ABANDONED
     # an open stay never finishes a call
     open_call = logged(["100|u1|housing|NONE|ENTERQUEUE||380501|1",
                         "105|u1|housing|Operator 1|CONNECT|5|u2|0"], "u1")
