@@ -73,6 +73,9 @@ ON CONFLICT (call_key) DO UPDATE SET
     hangup_cause_text = EXCLUDED.hangup_cause_text, talk_source = EXCLUDED.talk_source,
     reconciled_at = CASE WHEN $24 THEN now() ELSE calls.reconciled_at END,
     citizen_id = COALESCE(calls.citizen_id, EXCLUDED.citizen_id), updated_at = now()
+-- A finished call never goes back to in progress: an older version replayed from
+-- the spool (or retried late) must not undo a newer one.
+WHERE calls.outcome = 'in_progress' OR EXCLUDED.outcome <> 'in_progress'
 RETURNING id
 """
 
@@ -130,9 +133,10 @@ async def _logged_call(conn: asyncpg.Connection, record: CallRecord) -> LoggedCa
 
 
 async def _write_call(conn: asyncpg.Connection, record: CallRecord,
-                      corrections: Sequence[Correction], *, reconciled: bool) -> int:
-    """Upsert the call, replace its queue attempts, record the corrections. In a transaction."""
-    call_id: int = await conn.fetchval(
+                      corrections: Sequence[Correction], *, reconciled: bool) -> int | None:
+    """Upsert the call, replace its queue attempts, record the corrections (in a
+    transaction); None when the stored version is final and this one is not."""
+    call_id: int | None = await conn.fetchval(
         _UPSERT_CALL,
         record.call_key, record.asterisk_server, record.uniqueid, record.linkedid,
         list(record.linkedids), record.channel, record.caller_number, record.caller_name,
@@ -142,6 +146,10 @@ async def _write_call(conn: asyncpg.Connection, record: CallRecord,
         str(record.outcome), record.hangup_cause, record.hangup_cause_text,
         record.talk_source, reconciled,
     )
+    if call_id is None:
+        log.info("call_stale_version_ignored", call_key=record.call_key,
+                 uniqueid=record.uniqueid)
+        return None
     await conn.execute("DELETE FROM queue_attempts WHERE call_id = $1", call_id)
     if record.attempts:
         await conn.executemany(_INSERT_ATTEMPT, [
@@ -222,8 +230,10 @@ class PostgresCallStore:
             await _lock_call(conn, record.asterisk_server, record.uniqueid)
             logged = await _logged_call(conn, record)
             corrections = reconcile(record, logged)
-            await _write_call(conn, record, corrections, reconciled=bool(logged.attempts))
-        _log_corrections(record, corrections)
+            written = await _write_call(conn, record, corrections,
+                                        reconciled=bool(logged.attempts))
+        if written is not None:
+            _log_corrections(record, corrections)
 
     async def record_queue_log(
         self, asterisk_server: str, entries: Sequence[QueueLogEntry],
