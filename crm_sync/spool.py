@@ -164,6 +164,12 @@ class Spool:
             self._thread.join()
             self._thread = None
         if self._lock_fd is not None:
+            if not self._segments and self._current is None:
+                # Nothing pending: leave no trace (every database a test run uses
+                # would otherwise leave an empty directory in the state dir).
+                with contextlib.suppress(OSError):
+                    (self.directory / "lock").unlink()
+                    self.directory.rmdir()
             os.close(self._lock_fd)
             self._lock_fd = None
 

@@ -65,21 +65,30 @@ async def start_service(env: dict[str, str], log: Path) -> asyncio.subprocess.Pr
         )
 
 
+def tail(log: Path) -> str:
+    return log.read_text(errors="replace")[-3000:]
+
+
 async def until(predicate_async: object, what: str, within: float, log: Path) -> None:
     assert callable(predicate_async)
     try:
         async with asyncio.timeout(within):
-            while not await predicate_async():
+            while not await predicate_async():  # noqa: ASYNC110 (files and a database)
                 await asyncio.sleep(0.2)
     except TimeoutError:
-        raise AssertionError(f"{what} within {within} s; service log:\n"
-                             + log.read_text(errors="replace")[-3000:]) from None
+        raise AssertionError(f"{what} within {within} s; service log:\n{tail(log)}") from None
+
+
+@pytest.fixture
+def shared_scratch(scratch_dir: Path) -> Path:
+    scratch_dir.chmod(0o755)  # the embedded PostgreSQL runs as its own user
+    return scratch_dir
 
 
 async def test_kill_9_during_a_database_outage_loses_no_call(
-    scratch_dir: Path, redis_url: str,
+    shared_scratch: Path, redis_url: str,
 ) -> None:
-    scratch_dir.chmod(0o755)  # the embedded PostgreSQL runs as its own user
+    scratch_dir = shared_scratch
     server = await astart_embedded_postgres(scratch_dir / "pg")
     ami = FakeAmiServer(username="hotline", secret="s3cret")
     ami.replies["corestatus"] = {"CoreStartupDate": "2026-11-28",
@@ -136,7 +145,7 @@ async def test_kill_9_during_a_database_outage_loses_no_call(
             return spooled(state_dir) == {}
 
         await until(spool_empty, "the spool was not emptied once written", 30, log)
-        assert "call_store_spool_replayed" in log.read_text()
+        assert "call_store_spool_replayed" in await asyncio.to_thread(log.read_text)
     finally:
         if service.returncode is None:
             service.send_signal(signal.SIGTERM)
@@ -147,4 +156,4 @@ async def test_kill_9_during_a_database_outage_loses_no_call(
                 await service.wait()
         await ami.stop()
         await asyncio.to_thread(server.stop)
-    assert service.returncode == 0, log.read_text(errors="replace")[-3000:]
+    assert service.returncode == 0, tail(log)

@@ -149,6 +149,7 @@ async def test_pending_records_outlive_the_sink_and_are_written_after_restart(
     assert sorted(database.saved) == [f"pbx1:1796000000:1.{n}" for n in range(5)]
     assert {r.outcome for r in database.saved.values()} == {CallOutcome.ABANDONED}
     assert read_spool(directory) == []  # what the database has is gone from disk
+    assert not directory.exists()  # and an empty spool leaves nothing behind
 
 
 async def test_a_spooled_sink_releases_as_it_writes(tmp_path: Path) -> None:

@@ -75,6 +75,7 @@ async def service(
     settings.agi.port = AGI_PORT
     settings.ami.port = AMI_PORT
     settings.ami.secret = asterisk.ami_secret
+    settings.asterisk.instance = asterisk.instance  # its queue_log is the one reconciled
     settings.web.port = WEB_PORT
     settings.database.url = pg_url
     settings.redis.url = redis_url
