@@ -275,5 +275,9 @@ def _summarise(record: CallRecord, *, finish: bool) -> list[Correction]:
         if value is not None and value != getattr(record, name):
             corrections.append(Correction(name, _text(getattr(record, name)), _text(value)))
             setattr(record, name, value)
-    record.talk_source = summary.talk_source if summary.talk_seconds is not None else None
+    source = summary.talk_source if summary.talk_seconds is not None else None
+    if source != record.talk_source and source == "queue_log":
+        # kept as a correction too: where the replaced talk time had come from
+        corrections.append(Correction("talk_source", record.talk_source, source))
+    record.talk_source = source
     return corrections

@@ -80,6 +80,7 @@ async def test_queue_log_after_the_record_corrects_it(pg_pool: asyncpg.Pool) -> 
         ("attempts[0].ring_seconds", None, "1", "queue_log"),
         ("attempts[0].talk_seconds", "4", "3", "queue_log"),
         ("talk_seconds", "4", "3", "queue_log"),
+        ("talk_source", "derived", "queue_log", "queue_log"),
     ]
     [event] = [e for e in logs if e["event"] == "call_corrected_from_queue_log"]
     assert event["uniqueid"] == u and event["fields"]["talk_seconds"] == ["4", "3"]

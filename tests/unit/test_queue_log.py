@@ -137,6 +137,7 @@ def test_derived_talk_is_corrected_to_queue_log() -> None:
         ("attempts[0].talk_seconds", "0", "3"),
         ("attempts[0].completed_by", None, "agent"),
         ("talk_seconds", "0", "3"),
+        ("talk_source", "derived", "queue_log"),
     }
     assert record.talk_seconds == 3 and record.talk_source == "queue_log"
     assert record.attempts[0].talk_source == "queue_log"
