@@ -212,10 +212,14 @@ def reconcile(record: CallRecord, logged: LoggedCall, *, finish: bool = False) -
     (the call's tracker is gone and every stay is over); a call still in
     progress keeps ``in_progress``. A talk time changed here gets
     ``talk_source = "queue_log"``.
+
+    On a record still in progress, a figure AMI has not given yet (None) is
+    filled in without a :class:`Correction`: queue_log is merely ahead of AMI
+    there, they do not disagree.
     """
     if not logged.attempts:
         return []
-    corrections: list[Correction] = []
+    corrections = _Corrections(final=record.outcome is not CallOutcome.IN_PROGRESS)
     before = [(a.queue, a.outcome) for a in record.attempts]
     attempts = _pair_attempts(record.attempts, logged.attempts)
     for index, (ours, theirs) in enumerate(zip(attempts, logged.attempts, strict=True)):
@@ -225,18 +229,29 @@ def reconcile(record: CallRecord, logged: LoggedCall, *, finish: bool = False) -
                 continue
             if name == "outcome" and not theirs.closed and value != "answered":
                 continue
-            corrections.append(Correction(f"attempts[{index}].{name}",
-                                          _text(getattr(ours, name)), _text(value)))
+            corrections.note(f"attempts[{index}].{name}", getattr(ours, name), value)
             setattr(ours, name, value)
             if name == "talk_seconds":
                 ours.talk_source = "queue_log"
     after = [(a.queue, a.outcome) for a in attempts]
-    if len(attempts) != len(record.attempts) or [q for q, _ in before] != [q for q, _ in after]:
-        corrections.append(Correction("attempts", ",".join(q for q, _ in before),
-                                      ",".join(q for q, _ in after)))
+    if [q for q, _ in before] != [q for q, _ in after]:
+        corrections.note("attempts", ",".join(q for q, _ in before) or None,
+                         ",".join(q for q, _ in after))
     record.attempts = attempts
-    corrections += _summarise(record, finish=finish and logged.closed)
-    return corrections
+    _summarise(record, corrections, finish=finish and logged.closed)
+    return corrections.found
+
+
+class _Corrections:
+    """The corrections found so far (see :func:`reconcile` on records in progress)."""
+
+    def __init__(self, *, final: bool) -> None:
+        self.final = final
+        self.found: list[Correction] = []
+
+    def note(self, name: str, was: object, became: object) -> None:
+        if self.final or was is not None:
+            self.found.append(Correction(name, _text(was), _text(became)))
 
 
 def _pair_attempts(ours: list[QueueAttempt], logged: list[LoggedAttempt]) -> list[QueueAttempt]:
@@ -257,9 +272,8 @@ def _pair_attempts(ours: list[QueueAttempt], logged: list[LoggedAttempt]) -> lis
     return paired
 
 
-def _summarise(record: CallRecord, *, finish: bool) -> list[Correction]:
+def _summarise(record: CallRecord, corrections: _Corrections, *, finish: bool) -> None:
     """The call-level figures from the (corrected) stays, as the tracker's _finish does."""
-    corrections: list[Correction] = []
     attempts = record.attempts
     answered = [a for a in attempts if a.outcome == "answered"]
     summary = answered[-1] if answered else attempts[-1]
@@ -271,13 +285,13 @@ def _summarise(record: CallRecord, *, finish: bool) -> list[Correction]:
     }
     if final:
         values["outcome"] = call_outcome(attempts)
+        corrections.final = True  # a call finished from queue_log: every change counts
     for name, value in values.items():
         if value is not None and value != getattr(record, name):
-            corrections.append(Correction(name, _text(getattr(record, name)), _text(value)))
+            corrections.note(name, getattr(record, name), value)
             setattr(record, name, value)
     source = summary.talk_source if summary.talk_seconds is not None else None
     if source != record.talk_source and source == "queue_log":
         # kept as a correction too: where the replaced talk time had come from
-        corrections.append(Correction("talk_source", record.talk_source, source))
+        corrections.note("talk_source", record.talk_source, source)
     record.talk_source = source
-    return corrections
