@@ -34,6 +34,7 @@ import tempfile
 import time
 from collections import Counter
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -44,6 +45,8 @@ import asyncpg  # noqa: E402
 
 from cti_bridge.ami_client import AmiClient, AmiError  # noqa: E402
 from cti_bridge.ami_protocol import AmiMessage  # noqa: E402
+from cti_bridge.call_tracker import CallTracker  # noqa: E402
+from hotline.core.records import CallRecord  # noqa: E402
 from hotline.devtools import asterisk_sandbox as sandbox  # noqa: E402
 from hotline.devtools import simulator  # noqa: E402
 from hotline.devtools.embedded import start_embedded_postgres, start_embedded_redis  # noqa: E402
@@ -59,13 +62,15 @@ CLOSING = {"COMPLETECALLER": "answered", "COMPLETEAGENT": "answered", "ABANDON":
 
 @dataclass
 class Recorder:
-    """What Asterisk sent on an AMI connection of our own."""
+    """What Asterisk sent on an AMI connection of our own (and when it arrived)."""
 
     complete_by_uid: set[str] = field(default_factory=set)
     complete_without_caller: int = 0
     connect_by_uid: set[str] = field(default_factory=set)
+    stream: list[tuple[float, AmiMessage]] = field(default_factory=list)
 
     def __call__(self, msg: AmiMessage) -> None:
+        self.stream.append((time.time(), msg))
         if msg.event == "AgentComplete":
             uid = msg.get("Uniqueid")
             if uid:
@@ -124,6 +129,15 @@ async def wait_for_log(path: Path, needle: str, timeout: float) -> None:
     raise SystemExit(f"the service did not log {needle!r}; see {path}")
 
 
+async def originate(ami: AmiClient, who: simulator.Citizen) -> bool:
+    try:
+        await simulator.call_in(ami, who)
+    except AmiError as exc:
+        print(f"  originate failed: {exc}", file=sys.stderr)
+        return False
+    return True
+
+
 def make_scratch() -> Path:
     scratch = Path(tempfile.mkdtemp(prefix="hotline-bench-"))
     scratch.chmod(0o755)  # the embedded PostgreSQL runs as its own user
@@ -159,20 +173,19 @@ async def run(args: argparse.Namespace, spec: sandbox.SandboxSpec) -> dict[str, 
         outage: asyncio.Task[None] | None = None
         if args.outage:
             outage = asyncio.create_task(database_outage(pg, args.outage_at, args.outage))
-        started, originated = time.monotonic(), 0
-        for i in range(args.calls):
-            try:
-                await simulator.call_in(ami, citizen(rng))
-                originated += 1
-            except AmiError as exc:
-                print(f"  originate failed: {exc}", file=sys.stderr)
+        started = time.monotonic()
+        originates = []
+        for i in range(args.calls):  # on schedule, not one Originate reply after another
+            originates.append(asyncio.create_task(originate(ami, citizen(rng))))
             await asyncio.sleep(max(0.0, started + (i + 1) / args.rate - time.monotonic()))
+        originated = sum(await asyncio.gather(*originates))
         arrival_seconds = time.monotonic() - started
         if outage is not None:
             await outage
         result = await settle(args, spec, pg.url, offset, originated)
         result.update(originated=originated, arrival_seconds=round(arrival_seconds, 1),
-                      recorder=recorder)
+                      recorder=recorder,
+                      outage=await asyncio.to_thread(spool_figures, service_log))
         for n in range(args.operators):
             await simulator.remove_operator(ami, 5001 + n)
         return result
@@ -229,6 +242,53 @@ async def settle(args: argparse.Namespace, spec: sandbox.SandboxSpec, url: str, 
         await conn.close()
 
 
+def derivation_check(recorder: Recorder, log: dict[str, dict[str, list[str]]]) -> Counter[str]:
+    """The recorded stream replayed WITHOUT any AgentComplete through the call tracker
+    (each message at its arrival time): how close derived talk times come to queue_log."""
+    now = [datetime.now(UTC)]
+    tracker = CallTracker(SERVER_ID, ["hotline-inbound"], clock=lambda: now[0])
+    tracker.set_boot_epoch(1)
+    finals: dict[str, CallRecord] = {}
+    for at, msg in recorder.stream:
+        if msg.event == "AgentComplete":
+            continue
+        now[0] = datetime.fromtimestamp(at, UTC)
+        for emitted in tracker.handle(msg):
+            if emitted.ended_at is not None:
+                finals[emitted.uniqueid] = emitted
+    result = Counter[str]()
+    for callid, events in log.items():
+        want = expected(events)
+        record = finals.get(callid)
+        if want is None or want["talk_seconds"] is None or record is None:
+            continue
+        if record.talk_seconds is None:
+            result["none"] += 1
+            continue
+        off = abs(record.talk_seconds - want["talk_seconds"])
+        result["equal" if off == 0 else "1 s off" if off == 1 else "more"] += 1
+        if off > 1 and os.environ.get("BENCH_DEBUG"):
+            print(f"  derived {record.talk_seconds} s, queue_log {want['talk_seconds']} s: "
+                  f"{callid} {events}", file=sys.stderr)
+    return result
+
+
+def spool_figures(service_log: Path) -> dict[str, Any]:
+    """The outage as the service logged it."""
+    found: dict[str, Any] = {}
+    for line in service_log.read_text(errors="replace").splitlines():
+        try:
+            event = json.loads(line)
+        except ValueError:
+            continue
+        name = event.get("event", "")
+        if name in {"call_store_unavailable", "call_store_recovered"}:
+            found[name] = {"pending": event.get("pending")}
+        elif name in {"call_store_spool_full", "call_store_spool_replayed"}:
+            found[name] = event
+    return found
+
+
 def report(name: str, result: dict[str, Any]) -> dict[str, Any]:
     rows = {r["uniqueid"]: r for r in result["rows"]}
     corrected: dict[str, dict[str, str | None]] = {}
@@ -257,6 +317,8 @@ def report(name: str, result: dict[str, Any]) -> dict[str, Any]:
     derived_corrected = sum(1 for c in answered
                             if corrected.get(c, {}).get("talk_source") == "derived")
     talk_corrected = sum(1 for c in answered if "talk_seconds" in corrected.get(c, {}))
+    by_member = sum(1 for c in missing if c in rows and rows[c]["talk_source"] ==
+                    "agent_complete" and "talk_seconds" not in corrected.get(c, {}))
     figures = {
         "run": name,
         "calls originated": result["originated"],
@@ -277,6 +339,10 @@ def report(name: str, result: dict[str, Any]) -> dict[str, Any]:
         "talk derived (equal to queue_log + corrected)":
             sources.get("derived", 0) + derived_corrected,
         "talk corrected by reconciliation": talk_corrected,
+        "AgentComplete without caller fields matched by member": by_member,
+        "derived talk if NO AgentComplete had come (replayed stream)":
+            dict(derivation_check(recorder, log)),
+        "database outage (service log)": result["outage"],
     }
     print(json.dumps(figures, ensure_ascii=False, indent=2))
     return figures
