@@ -20,8 +20,8 @@ AgentComplete under load. When app_queue's subscription runs after the caller
 channel is gone, Asterisk 22 publishes AgentComplete WITHOUT the caller's
 fields ("Empty caller_snapshot; sending incomplete event" in app_queue.c): no
 Uniqueid, often no Dest* fields either, only Queue, Interface, MemberName,
-HoldTime, TalkTime, Reason (16 of 492 answered calls at 30 calls/s in the
-sandbox). Such an event is matched to the connected, not yet completed call of
+HoldTime, TalkTime, Reason (16 of 492 answered calls in one 600-call run at
+30 calls/s in the sandbox). Such an event is matched to the connected, not yet completed call of
 that member (DestUniqueid when present, else Queue + Interface: with
 ``ringinuse = no`` a member is in one call at a time). If no AgentComplete
 reaches us at all, the talk time is derived at Hangup from what AMI did send:
@@ -296,7 +296,8 @@ class CallTracker:
         return True
 
     def _bridge_leave(self, call: _Call, msg: AmiMessage, now: datetime) -> bool:
-        # The end of the conversation as AMI shows it; app_queue stops its clock here too.
+        # The end of the conversation as AMI shows it: app_queue stops its clock when
+        # either party hangs up, which is what ends the bridge.
         if call.connected and not call.completed and call.bridge_left_at is None:
             call.bridge_left_at = now
         return False
@@ -369,7 +370,7 @@ class CallTracker:
             if (attempt is not None and interface and attempt.queue == queue
                     and attempt.operator_interface == interface):
                 candidates.append((uid, call))
-        if len(candidates) > 1 and hold is not None:  # cannot happen with ringinuse = no
+        if len(candidates) > 1 and hold is not None:  # not with queues.conf's ringinuse = no
             candidates = [(uid, c) for uid, c in candidates
                           if (a := self._answered_attempt(c.record)) and a.wait_seconds == hold]
         return candidates[0][0] if len(candidates) == 1 else None
