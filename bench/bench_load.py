@@ -43,6 +43,7 @@ sys.path.insert(0, str(ROOT))
 
 import asyncpg  # noqa: E402
 
+from crm_sync.taxonomy import load_taxonomy  # noqa: E402
 from cti_bridge.ami_client import AmiClient, AmiError  # noqa: E402
 from cti_bridge.ami_protocol import AmiMessage  # noqa: E402
 from cti_bridge.call_tracker import CallTracker  # noqa: E402
@@ -51,6 +52,7 @@ from hotline.devtools import asterisk_sandbox as sandbox  # noqa: E402
 from hotline.devtools import simulator  # noqa: E402
 from hotline.devtools.embedded import start_embedded_postgres, start_embedded_redis  # noqa: E402
 from hotline.settings import Settings  # noqa: E402
+from ivr.menu import load_catalogue  # noqa: E402
 
 SLOT = int(os.environ.get("HOTLINE_TEST_SLOT", "0"))
 SERVER_ID = "hotline-bench"
@@ -81,9 +83,9 @@ class Recorder:
             self.connect_by_uid.add(msg.get("Uniqueid") or "")
 
 
-def citizen(rng: random.Random) -> simulator.Citizen:
+def citizen(rng: random.Random, choices: simulator.Choices) -> simulator.Citizen:
     """The demo's mix, pressing after the (uninterruptible) greeting."""
-    c = simulator.random_citizen(rng)
+    c = simulator.random_citizen(rng, choices)
     if not c.digits:  # hangs up in the greeting
         return c
     return simulator.Citizen(c.number, c.name, c.digits, rng.uniform(4.5, 6.0), c.hangup_after)
@@ -167,8 +169,10 @@ async def run(args: argparse.Namespace, spec: sandbox.SandboxSpec) -> dict[str, 
     try:
         await wait_for_log(service_log, "asterisk_connected", 60)
         await ami.start()
+        queues = load_catalogue(spec.config_dir)
+        choices = simulator.menu_choices(queues, load_taxonomy(spec.config_dir).spheres)
         for n in range(args.operators):
-            await simulator.add_operator(ami, 5001 + n)
+            await simulator.add_operator(ami, 5001 + n, queues.names)
         rng = random.Random(args.seed)
         outage: asyncio.Task[None] | None = None
         if args.outage:
@@ -176,7 +180,7 @@ async def run(args: argparse.Namespace, spec: sandbox.SandboxSpec) -> dict[str, 
         started = time.monotonic()
         originates = []
         for i in range(args.calls):  # on schedule, not one Originate reply after another
-            originates.append(asyncio.create_task(originate(ami, citizen(rng))))
+            originates.append(asyncio.create_task(originate(ami, citizen(rng, choices))))
             await asyncio.sleep(max(0.0, started + (i + 1) / args.rate - time.monotonic()))
         originated = sum(await asyncio.gather(*originates))
         arrival_seconds = time.monotonic() - started
@@ -187,7 +191,7 @@ async def run(args: argparse.Namespace, spec: sandbox.SandboxSpec) -> dict[str, 
                       recorder=recorder,
                       outage=await asyncio.to_thread(spool_figures, service_log))
         for n in range(args.operators):
-            await simulator.remove_operator(ami, 5001 + n)
+            await simulator.remove_operator(ami, 5001 + n, queues.names)
         return result
     finally:
         await ami.close()
@@ -375,7 +379,8 @@ async def main() -> None:
         instance=f"bench{SLOT}" if SLOT else "bench", root=Path(Settings().asterisk.root),
         server_id=SERVER_ID, ami_port=AMI_PORT, ami_user="hotline",
         ami_secret=secrets.token_urlsafe(18), agi_host="127.0.0.1", agi_port=AGI_PORT,
-        sip_port=SIP_PORT, sip_password=secrets.token_urlsafe(12), queue_timeout=120,
+        sip_port=SIP_PORT, sip_password=secrets.token_urlsafe(12),
+        config_dir=Settings().config_path, queue_timeout=120,
     )
     await asyncio.to_thread(sandbox.down, spec)
     await asyncio.to_thread(sandbox.up, spec)

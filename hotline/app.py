@@ -266,7 +266,7 @@ def _queue_log_path(settings: Settings) -> Path | None:
     return SandboxSpec(
         instance=settings.asterisk.instance, root=Path(settings.asterisk.root), server_id="",
         ami_port=0, ami_user="", ami_secret="", agi_host="", agi_port=0, sip_port=0,
-        sip_password="",
+        sip_password="", config_dir=settings.config_path,
     ).queue_log
 
 

@@ -23,11 +23,14 @@ import pytest_asyncio
 
 from crm_sync.db import create_pool
 from crm_sync.migrate import migrate
+from crm_sync.taxonomy import load_taxonomy
 from hotline.app import Backends, HotlineService, open_backends
 from hotline.devtools import asterisk_sandbox as sandbox
 from hotline.devtools import simulator
 from hotline.settings import Settings
+from ivr.menu import load_catalogue
 from tests.support.databases import MakeDatabase
+from tests.support.paths import CONFIG_DIR
 from tests.support.ports import instance, port
 
 pytestmark = [pytest.mark.asterisk, pytest.mark.asyncio(loop_scope="session")]
@@ -46,7 +49,7 @@ def asterisk() -> Iterator[sandbox.SandboxSpec]:
         instance=instance("recon"), root=Path(Settings().asterisk.root), server_id=SERVER_ID,
         ami_port=AMI_PORT, ami_user="hotline", ami_secret=secrets.token_urlsafe(18),
         agi_host="127.0.0.1", agi_port=AGI_PORT, sip_port=SIP_PORT,
-        sip_password=secrets.token_urlsafe(12), queue_timeout=60,
+        sip_password=secrets.token_urlsafe(12), config_dir=CONFIG_DIR, queue_timeout=60,
     )
     sandbox.down(spec)
     spec.queue_log.unlink(missing_ok=True)  # judge this run's lines only
@@ -123,12 +126,14 @@ async def test_every_record_equals_queue_log_after_reconciliation(
 ) -> None:
     assert service.cti is not None
     ami, pool = service.cti.ami, database[1]
+    queues = load_catalogue(CONFIG_DIR)
+    choices = simulator.menu_choices(queues, load_taxonomy(CONFIG_DIR).spheres)
     for n in range(OPERATORS):
-        await simulator.add_operator(ami, 301 + n)  # 3–8 s of talk each time
+        await simulator.add_operator(ami, 301 + n, queues.names)  # 3–8 s of talk each time
     rng = random.Random(1551)
     try:
         for _ in range(CALLS):
-            citizen = simulator.random_citizen(rng)
+            citizen = simulator.random_citizen(rng, choices)
             patience = rng.choice((6.0, 15.0, 30.0))  # some give up while waiting
             await simulator.call_in(ami, simulator.Citizen(
                 citizen.number, citizen.name, citizen.digits or "0", DIGIT_DELAY, patience))
@@ -144,7 +149,7 @@ async def test_every_record_equals_queue_log_after_reconciliation(
         raise AssertionError("records differ from queue_log:\n" + "\n".join(problems)) from None
     finally:
         for n in range(OPERATORS):
-            await simulator.remove_operator(ami, 301 + n)
+            await simulator.remove_operator(ami, 301 + n, queues.names)
 
     answered = [r for r in rows.values() if r["outcome"] == "answered"]
     assert len(answered) >= CALLS // 3, "the burst should mostly be answered"
