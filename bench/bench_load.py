@@ -17,7 +17,10 @@ Reported (figures, not pass/fail): records present out of calls originated;
 records equal to queue_log out of the calls queue_log closed — outcome, wait,
 talk of answered calls — before reconciliation (what AMI gave) and after;
 AgentComplete events missing for answered calls (and how many came without
-the caller's fields); where the talk times came from.
+the caller's fields); where the talk times came from; how close talk times
+derived from AgentConnect → BridgeLeave would have been had no AgentComplete
+come at all (the recorded stream replayed through the tracker without them;
+``BENCH_DEBUG=1`` lists the ones more than a second off).
 """
 
 from __future__ import annotations
