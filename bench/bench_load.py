@@ -166,11 +166,15 @@ async def run(args: argparse.Namespace, spec: sandbox.SandboxSpec) -> dict[str, 
         service = await asyncio.create_subprocess_exec(
             sys.executable, "-m", "hotline.cli", "run", "--role", "agi,ami",
             env=env, stdout=out, stderr=out, cwd=ROOT)
-    ami = AmiClient("127.0.0.1", AMI_PORT, spec.ami_user, spec.ami_secret, action_timeout=30)
+    # What Asterisk sends, on an AMI connection of our own (the service's read-only
+    # account); calls and operators through the simulator's account.
+    listener = AmiClient("127.0.0.1", AMI_PORT, spec.ami_user, spec.ami_secret)
     recorder = Recorder()
-    ami.on_event("*", recorder)
+    listener.on_event("*", recorder)
+    ami = sandbox.simulator_ami(spec, action_timeout=30)
     try:
         await wait_for_log(service_log, "asterisk_connected", 60)
+        await listener.start()
         await ami.start()
         queues = load_catalogue(spec.config_dir)
         choices = simulator.menu_choices(queues, load_taxonomy(spec.config_dir).spheres)
@@ -198,6 +202,7 @@ async def run(args: argparse.Namespace, spec: sandbox.SandboxSpec) -> dict[str, 
         return result
     finally:
         await ami.close()
+        await listener.close()
         if service.returncode is None:
             service.terminate()
             await service.wait()
@@ -379,7 +384,8 @@ async def main() -> None:
         name = f"{args.calls} calls at {args.rate:g} calls/s, {args.operators} operators"
         runs = [(name + (f", PostgreSQL down {args.outage:g} s" if args.outage else ""), args)]
     spec = sandbox.SandboxSpec(
-        instance=f"bench{SLOT}" if SLOT else "bench", root=Path(Settings().asterisk.root),
+        instance=f"bench{SLOT}" if SLOT else "bench",
+        root=Path(os.environ.get("HOTLINE_ASTERISK_ROOT") or Settings().asterisk.root),
         server_id=SERVER_ID, ami_port=AMI_PORT, ami_user="hotline",
         ami_secret=secrets.token_urlsafe(18), agi_host="127.0.0.1", agi_port=AGI_PORT,
         sip_port=SIP_PORT, sip_password=secrets.token_urlsafe(12),
