@@ -41,6 +41,7 @@ from crm_sync.queue_log import (
 )
 from crm_sync.spool import Spool
 from hotline.core import metrics
+from hotline.core.aio import cancel_and_wait
 from hotline.core.logs import get_logger
 from hotline.core.ports import CallSink, IvrJournal
 from hotline.core.records import CallOutcome, CallRecord, IvrStep, QueueAttempt
@@ -501,8 +502,7 @@ class RetryingWriter(Generic[T]):
                 await asyncio.wait_for(self._idle.wait(), flush_timeout)
             except TimeoutError:
                 self._log.error(f"{self._name}_not_flushed", pending=len(self._pending))
-        task.cancel()
-        await asyncio.wait({task})
+        await cancel_and_wait(task)
         if self._spool is not None:
             self._release(force=True)
             await asyncio.to_thread(self._spool.close)

@@ -27,6 +27,7 @@ from pathlib import Path
 
 from crm_sync.call_store import TRANSIENT_ERRORS, PostgresCallStore
 from crm_sync.queue_log import QueueLogEntry, parse_line, split_lines
+from hotline.core.aio import cancel_and_wait
 from hotline.core.logs import get_logger
 
 log = get_logger("crm_sync.reconciler")
@@ -134,9 +135,7 @@ class QueueLogReconciler:
 
     async def stop(self) -> None:
         task, self._task = self._task, None
-        if task is not None:
-            task.cancel()
-            await asyncio.wait({task})
+        await cancel_and_wait(task)
 
     async def _run(self) -> None:
         tail = await self._open_tail()

@@ -39,6 +39,7 @@ from fnmatch import fnmatchcase
 from typing import Any
 
 from hotline.core import metrics
+from hotline.core.aio import cancel_and_wait
 from hotline.core.errors import PeerError
 from hotline.core.logs import get_logger
 
@@ -569,11 +570,7 @@ class AmiClient:
             self._log.exception(log_event, handler=getattr(func, "__qualname__", repr(func)), **ctx)
 
     async def _cancel_and_wait(self, task: asyncio.Task[None] | None) -> None:
-        """Cancel and await ``task``. ``asyncio.wait`` neither swallows a cancellation
-        of the caller nor raises the task's own error, which is logged instead."""
-        if task is None or task is asyncio.current_task():
-            return
-        task.cancel()
-        await asyncio.wait([task])
-        if not task.cancelled() and task.exception() is not None:
-            self._log.error("ami_task_failed", task=task.get_name(), error=repr(task.exception()))
+        """Cancel and await ``task``; its own error is logged, not raised."""
+        for error in await cancel_and_wait(task):
+            self._log.error("ami_task_failed", task=task.get_name() if task else "",
+                            error=repr(error))

@@ -24,6 +24,7 @@ from collections.abc import Awaitable, Callable, Iterable, Mapping
 from typing import Any
 
 from hotline.core import metrics
+from hotline.core.aio import cancel_and_wait
 from hotline.core.logs import get_logger
 from ivr.agi_protocol import (
     AgiCommandError,
@@ -301,9 +302,7 @@ class FastAgiServer:
             return
         server.close()
         tasks = list(self._tasks)
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        await cancel_and_wait(*tasks)
         await server.wait_closed()
         get_logger(LOGGER_NAME).info(
             "agi_server_stopped", port=self.port, cancelled_sessions=len(tasks)

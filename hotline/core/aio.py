@@ -6,17 +6,25 @@ import asyncio
 from typing import Any
 
 
-async def cancel_and_wait(task: asyncio.Task[Any] | None) -> None:
-    """Cancel ``task`` and wait until it has finished.
+async def cancel_and_wait(*tasks: asyncio.Task[Any] | None) -> list[BaseException]:
+    """Cancel ``tasks`` and wait until they have all finished; returns the errors
+    they ended with (other than their cancellation), for the caller to log.
 
     ``asyncio.wait`` is used on purpose: ``with suppress(CancelledError): await
     task`` would also swallow a cancellation of the caller itself (a ``wait_for``
-    timeout around a stop(), a Ctrl-C), which then never stops.
+    timeout around a stop(), a Ctrl-C), which then never stops. The current task
+    is skipped: a task that stops its own owner must not wait for itself.
     """
-    if task is None or task.done():
-        return
-    task.cancel()
-    await asyncio.wait({task})
+    current = asyncio.current_task()
+    waiting = {t for t in tasks if t is not None and t is not current}
+    for task in waiting:
+        task.cancel()
+    if waiting:
+        await asyncio.wait(waiting)
+    return [
+        error for t in waiting
+        if not t.cancelled() and (error := t.exception()) is not None
+    ]
 
 
 def raise_if_cancelled() -> None:

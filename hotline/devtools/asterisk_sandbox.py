@@ -32,7 +32,6 @@ import os
 import pwd
 import queue
 import re
-import secrets
 import shutil
 import signal
 import socket
@@ -160,10 +159,6 @@ def in_chroot(root: Path, path: str) -> Path:
             continue
         current = candidate
     return current
-
-
-def generate_secret() -> str:
-    return secrets.token_urlsafe(24)
 
 
 def debian_mirror(explicit: str = "", apt_dir: Path = Path("/etc/apt")) -> str:

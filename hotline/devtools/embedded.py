@@ -63,9 +63,6 @@ class EmbeddedPostgres:
     def admin_url(self) -> str:
         return str(self.server.get_uri("postgres"))
 
-    def url_for(self, database: str) -> str:
-        return str(self.server.get_uri(database))
-
     def release(self) -> None:
         """This process is done with the server: stop it, unless another live
         process (say ``hotline run --role agi`` beside ``--role ami,web``) still
@@ -358,7 +355,3 @@ async def astart_embedded_postgres(
 async def astart_embedded_redis(data_dir: Path, *, password: str | None = None) -> EmbeddedRedis:
     return await asyncio.to_thread(start_embedded_redis, data_dir, password=password)
 
-
-def default_data_dir() -> Path:
-    """Where the dev/demo servers keep their data (``HOTLINE_DATA_DIR`` overrides)."""
-    return Path(os.environ.get("HOTLINE_DATA_DIR", Path.cwd() / ".hotline-data"))
