@@ -50,6 +50,8 @@ from hotline.settings import (
 )
 from hotline.web.app import build_web_app
 from hotline.web.ops import MetricsAccess
+from hotline.web.options import WebOptions
+from hotline.web.secret_key import session_key
 from ivr.flows import build_routes
 from ivr.menu import load_ivr_config
 from ivr.server import EnvLimits, FastAgiServer
@@ -310,8 +312,14 @@ async def _start_ami(service: HotlineService) -> None:
 async def _start_web(service: HotlineService) -> None:
     s = service.settings
     service.needs_backends(health.DATABASE, health.REDIS)
+    key = await asyncio.to_thread(session_key, s.web.session_secret, s.state_path)
+    options = WebOptions(
+        trusted_proxies=tuple(s.web.trusted_proxies), origins=tuple(s.web.origins),
+        ws_per_user=s.web.ws_per_user, ws_per_process=s.web.ws_per_process,
+    )
     app = build_web_app(
-        service.backends.pool, service.backends.redis, readiness=service.readiness,
+        service.backends.pool, service.backends.redis, key, options,
+        readiness=service.readiness,
         metrics_access=MetricsAccess.parse(s.web.metrics_allow, s.web.metrics_token),
     )
     service.web_runner = web.AppRunner(app, access_log=None)
