@@ -7,7 +7,7 @@ style: the Content-Security-Policy forbids it). Nothing here imports
 ``cti_bridge``: live data arrives through Redis and the case store.
 
 Defences, one module each: ``sessions`` (rows MAC-signed with a key Redis never
-sees, ``secret_key``), ``guard`` (Origin and CSRF checks, security headers, the
+sees, given by the composition root), ``guard`` (Origin and CSRF checks, security headers, the
 client behind a trusted proxy), ``limits`` (failed sign-ins per login and per
 address, in Redis), ``live`` (one Redis subscriber per process for every
 websocket, caps, sockets closed when their session ends).

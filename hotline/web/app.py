@@ -43,7 +43,7 @@ def build_web_app(
     metrics_access: ops.MetricsAccess | None = None,
 ) -> web.Application:
     """``session_key`` signs sessions and CSRF tokens: the same in every web process
-    of a deployment, never stored in Redis (see ``hotline.web.secret_key``).
+    of a deployment, never stored in Redis (``hotline.app.web_session_key``).
 
     ``redis`` says where Redis is: the web opens its own bounded pool to it (requests
     wait for a connection rather than fail, and a storm of them cannot take the

@@ -8,8 +8,15 @@ from pathlib import Path
 
 import pytest
 
-from hotline.core.errors import ConfigError
-from hotline.web.secret_key import session_key
+from hotline.app import web_session_key
+from hotline.settings import Settings, SettingsError
+
+
+def settings_in(state: Path, secret: str = "") -> Settings:
+    settings = Settings()
+    settings.service.state_dir = str(state)
+    settings.web.session_secret = secret
+    return settings
 
 
 def mode(path: Path) -> int:
@@ -17,42 +24,17 @@ def mode(path: Path) -> int:
 
 
 def test_generated_once_into_a_private_file(tmp_path: Path) -> None:
-    key = session_key("", tmp_path)
+    key = web_session_key(settings_in(tmp_path))
     path = tmp_path / "secrets" / "web.toml"
     assert len(key) >= 32
     assert mode(path) == 0o600 and mode(path.parent) == 0o700
     assert key.decode() in path.read_text()
-    assert session_key("", tmp_path) == key  # the same on every start
-
-
-def test_created_0600_from_the_first_byte(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Not written then chmod-ed: the file is never readable by others, even briefly."""
-    import os
-
-    opened: list[int] = []
-    real_open = os.open
-
-    def spy(path: str, flags: int, mode_: int = 0o777, *args: object) -> int:
-        opened.append(mode_)
-        return real_open(path, flags, mode_)
-
-    monkeypatch.setattr(os, "open", spy)
-    session_key("", tmp_path)
-    assert opened == [0o600]
-
-
-def test_loose_modes_are_repaired(tmp_path: Path) -> None:
-    key = session_key("", tmp_path)
-    path = tmp_path / "secrets" / "web.toml"
-    path.chmod(0o644)
-    path.parent.chmod(0o755)
-    assert session_key("", tmp_path) == key
-    assert mode(path) == 0o600 and mode(path.parent) == 0o700
+    assert web_session_key(settings_in(tmp_path)) == key  # the same on every start
 
 
 def test_processes_starting_at_once_agree(tmp_path: Path) -> None:
     keys: list[bytes] = []
-    threads = [threading.Thread(target=lambda: keys.append(session_key("", tmp_path)))
+    threads = [threading.Thread(target=lambda: keys.append(web_session_key(settings_in(tmp_path))))
                for _ in range(8)]
     for thread in threads:
         thread.start()
@@ -62,11 +44,9 @@ def test_processes_starting_at_once_agree(tmp_path: Path) -> None:
     assert [p.name for p in (tmp_path / "secrets").iterdir()] == ["web.toml"]
 
 
-def test_configured_secret_wins_and_must_be_long(tmp_path: Path) -> None:
-    assert session_key("s" * 40, tmp_path) == b"s" * 40
+def test_configured_secret_wins(tmp_path: Path) -> None:
+    assert web_session_key(settings_in(tmp_path, "s" * 40)) == b"s" * 40
     assert not (tmp_path / "secrets").exists()
-    with pytest.raises(ConfigError, match="at least 32"):
-        session_key("short", tmp_path)
 
 
 def test_a_damaged_file_is_a_clear_error(tmp_path: Path) -> None:
@@ -74,5 +54,5 @@ def test_a_damaged_file_is_a_clear_error(tmp_path: Path) -> None:
     path.parent.mkdir(mode=0o700)
     path.write_text('session_secret = "too short"\n')
     path.chmod(0o600)
-    with pytest.raises(ConfigError, match="session_secret"):
-        session_key("", tmp_path)
+    with pytest.raises(SettingsError, match="session_secret"):
+        web_session_key(settings_in(tmp_path))
