@@ -28,7 +28,7 @@ from aiohttp import WSMsgType, web
 
 from crm_sync.people import account_states
 from hotline.core import metrics
-from hotline.core.aio import cancel_and_wait
+from hotline.core.aio import cancel_and_wait, raise_if_cancelled
 from hotline.core.errors import TooManyRequests, UnavailableError
 from hotline.core.live import LIVE_CHANNEL
 from hotline.core.logs import get_logger
@@ -138,8 +138,8 @@ class LiveHub:
         if self._tasks:
             _, pending = await asyncio.wait(self._tasks, timeout=STOP_WAIT_SECONDS)
         if pending:
-            # redis-py (8.x) can swallow a cancellation while it connects or subscribes;
-            # a closed socket ends its read for sure, and the loop sees _stopping.
+            # A cancellation swallowed where no raise_if_cancelled() looks: a closed
+            # socket ends the read for sure, and the loop sees _stopping.
             await self._subscriber.connection_pool.disconnect()
             for task in pending:
                 await cancel_and_wait(task)
@@ -218,22 +218,25 @@ class LiveHub:
             pubsub = self._subscriber.pubsub(ignore_subscribe_messages=True)
             try:
                 await pubsub.subscribe(LIVE_CHANNEL, CONTROL_CHANNEL)
+                raise_if_cancelled()  # redis-py's wait_for can swallow it (Python 3.11)
                 if self._stopping:
                     return
                 self._ready.set()
                 log.info("web_live_subscribed")
                 backoff = 0.5
                 while not self._stopping:
-                    # Blocking, without a read timeout: redis-py can swallow a
-                    # cancellation that lands inside its timeout (seen with 8.x), and
-                    # then stopping never ends. A dead server is an EOF or, across a
+                    # Blocking, without a read timeout (fewer places for redis-py to
+                    # swallow a cancellation). A dead server is an EOF or, across a
                     # network, a TCP keepalive failure.
                     message = await pubsub.get_message(timeout=None)
+                    raise_if_cancelled()
                     if message is not None:
                         self._dispatch(message)
             except BACKEND_ERRORS as exc:
                 if not self._stopping:
                     log.warning("web_live_lost", error=_describe(exc), retry_in=backoff)
+            except Exception:  # a bug: loud, with its traceback, and the feed tries again
+                log.exception("web_live_subscriber_failed", retry_in=backoff)
             finally:
                 was_ready = self._ready.is_set()
                 self._ready.clear()
@@ -270,6 +273,7 @@ class LiveHub:
                 await self.recheck()
             except BACKEND_ERRORS as exc:  # judged again next time; the feed goes on
                 log.warning("web_live_recheck_failed", error=_describe(exc))
+            raise_if_cancelled()
 
     async def recheck(self) -> None:
         """Close every websocket whose session is gone or whose person's access changed."""
@@ -296,7 +300,8 @@ def _dedicated_client(shared: aioredis.Redis) -> aioredis.Redis:
     pool = shared.connection_pool
     kwargs = dict(pool.connection_kwargs)
     kwargs.pop("socket_timeout", None)  # a quiet channel is no error
-    kwargs["socket_keepalive"] = True
+    if issubclass(pool.connection_class, aioredis.Connection):  # TCP, not a unix socket
+        kwargs["socket_keepalive"] = True
     return aioredis.Redis(connection_pool=aioredis.ConnectionPool(
         connection_class=pool.connection_class, max_connections=2, **kwargs,
     ))
