@@ -45,11 +45,13 @@ from hotline.devtools.embedded import (
 from hotline.settings import (
     PROCESS_ROLES,
     Settings,
+    SettingsError,
     hide_credentials,
     read_or_create_secrets,
 )
 from hotline.web.app import build_web_app
 from hotline.web.ops import MetricsAccess
+from hotline.web.options import WebOptions
 from ivr.flows import build_routes
 from ivr.menu import load_ivr_config
 from ivr.server import EnvLimits, FastAgiServer
@@ -307,11 +309,33 @@ async def _start_ami(service: HotlineService) -> None:
     metrics.watch_ami_link(ami_up)
 
 
+def web_session_key(settings: Settings) -> bytes:
+    """``web.session_secret``, or one generated once into the secrets directory (every
+    web process of a deployment must use the same); blocking."""
+    if settings.web.session_secret:
+        return settings.web.session_secret.encode()
+    values = read_or_create_secrets(
+        settings.state_path / "secrets" / "web.toml",
+        lambda: {"session_secret": secrets.token_urlsafe(48)},
+    )
+    secret = values.get("session_secret", "")
+    if len(secret) < 32:
+        raise SettingsError(f"{settings.state_path / 'secrets' / 'web.toml'}: session_secret "
+                            "must be at least 32 characters")
+    return secret.encode()
+
+
 async def _start_web(service: HotlineService) -> None:
     s = service.settings
     service.needs_backends(health.DATABASE, health.REDIS)
+    key = await asyncio.to_thread(web_session_key, s)
+    options = WebOptions(
+        trusted_proxies=tuple(s.web.trusted_proxies), origins=tuple(s.web.origins),
+        ws_per_user=s.web.ws_per_user, ws_per_process=s.web.ws_per_process,
+    )
     app = build_web_app(
-        service.backends.pool, service.backends.redis, readiness=service.readiness,
+        service.backends.pool, service.backends.redis, key, options,
+        readiness=service.readiness,
         metrics_access=MetricsAccess.parse(s.web.metrics_allow, s.web.metrics_token),
     )
     service.web_runner = web.AppRunner(app, access_log=None)

@@ -1,5 +1,5 @@
-"""The ``hotline`` command: run, migrate, demo, asterisk up|down|status, user add, config,
-check-config.
+"""The ``hotline`` command: run, migrate, demo, asterisk up|down|status, user add|deactivate,
+config, check-config.
 
 Expected failures (a bad setting, a database or Redis that is not there, an
 AMI that refuses the login, a sandbox that cannot start) end with one line
@@ -71,9 +71,9 @@ def build_parser() -> argparse.ArgumentParser:
     ast.add_argument("action", choices=("up", "down", "status"))
 
     user = sub.add_parser("user", help="people who sign in to the web pages")
-    user.add_argument("action", choices=("add",))
+    user.add_argument("action", choices=("add", "deactivate"))
     user.add_argument("login")
-    user.add_argument("--role", required=True)
+    user.add_argument("--role", help="for add: operator, supervisor, admin, …")
     user.add_argument("--name", default="")
     user.add_argument(
         "--password-env", default="HOTLINE_NEW_PASSWORD",
@@ -136,6 +136,8 @@ def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
         return _asterisk(args.action, settings)
     if args.command == "migrate":
         return asyncio.run(_migrate(settings))
+    if args.command == "user" and args.action == "deactivate":
+        return asyncio.run(_user_deactivate(args, settings))
     if args.command == "user":
         return asyncio.run(_user_add(args, settings))
     if args.command == "run":
@@ -248,6 +250,8 @@ async def _user_add(args: argparse.Namespace, settings: Settings) -> int:
     from crm_sync.people import upsert_operator
     from hotline.app import open_database
 
+    if not args.role:
+        raise SettingsError("user add: --role is required")
     password = os.environ.get(args.password_env) or getpass.getpass(f"password for {args.login}: ")
     database = await open_database(settings, keep_embedded=True)
     try:
@@ -258,6 +262,22 @@ async def _user_add(args: argparse.Namespace, settings: Settings) -> int:
     finally:
         await database.close()
     print(f"user {args.login} ({args.role}) saved")
+    return 0
+
+
+async def _user_deactivate(args: argparse.Namespace, settings: Settings) -> int:
+    """They can no longer sign in; their open sessions and websockets end at once."""
+    from crm_sync.people import PersonError, deactivate_person
+    from hotline.app import open_database
+
+    database = await open_database(settings, keep_embedded=True)
+    try:
+        found = await deactivate_person(database.pool, args.login)
+    finally:
+        await database.close()
+    if not found:
+        raise PersonError(f"login: no such user {args.login!r}")
+    print(f"user {args.login} deactivated")
     return 0
 
 

@@ -43,7 +43,9 @@ CONFIG_DIR = _shipped_config_dir()
 DEFAULT_CONFIG_FILE = CONFIG_DIR / "hotline.toml"
 #: The roles a process can run (people's roles are ``hotline.core.people.PROCESS_ROLES``).
 PROCESS_ROLES = ("agi", "ami", "web")
-SECRET_KEYS = frozenset({"ami.secret", "database.url", "redis.url", "web.metrics_token"})
+SECRET_KEYS = frozenset(
+    {"ami.secret", "database.url", "redis.url", "web.metrics_token", "web.session_secret"}
+)
 #: Settings that are URLs and may carry credentials (``user:password@`` or ``?password=``).
 URL_KEYS = frozenset({"database.url", "redis.url", "asterisk.mirror"})
 #: Numeric settings whose name ends so are durations in seconds: finite and above zero.
@@ -116,6 +118,15 @@ class WebSettings:
     #: Who may read /metrics without a session: these networks (CIDR), or the token.
     metrics_allow: list[str] = field(default_factory=lambda: ["127.0.0.1/32", "::1/128"])
     metrics_token: str = ""  # a secret: environment or secrets file only
+    # Signs sessions and CSRF tokens; the same in every web process. Empty: generated
+    # once into <state dir>/secrets/web.toml (fine for one machine).
+    session_secret: str = ""
+    # Addresses/networks of the TLS proxies in front, whose X-Forwarded-For/-Proto count.
+    trusted_proxies: list[str] = field(default_factory=list)
+    # Origins the pages are served from besides the Host header's (behind a proxy).
+    origins: list[str] = field(default_factory=list)
+    ws_per_user: int = 5
+    ws_per_process: int = 500
 
 
 @dataclass
@@ -230,7 +241,7 @@ def _apply(settings: Settings, key: str, value: Any, source: str) -> None:
     if name not in {f.name for f in dataclasses.fields(section)}:
         raise SettingsError(f"{key}: unknown setting (from {source})")
     if source == "config file" and (
-        key in {"ami.secret", "web.metrics_token"}
+        key in {"ami.secret", "web.metrics_token", "web.session_secret"}
         or (key in URL_KEYS and _has_password(str(value)))
     ):
         raise SettingsError(
@@ -322,10 +333,32 @@ def _validate(s: Settings) -> None:
                 )
     if agi_problems := s.agi.problems():
         raise SettingsError("; ".join(agi_problems))
+    _validate_web(s.web)
     if not s.service.server_id.replace("-", "").replace("_", "").isalnum():
         raise SettingsError(
             f"service.server_id: letters, digits, - and _ only, got {s.service.server_id!r}"
         )
+
+
+def _validate_web(web: WebSettings) -> None:
+    if web.session_secret and len(web.session_secret) < 32:
+        raise SettingsError("web.session_secret: at least 32 characters")
+    for proxy in web.trusted_proxies:
+        try:
+            ipaddress.ip_network(proxy, strict=False)
+        except ValueError:
+            raise SettingsError(
+                f"web.trusted_proxies: expected addresses or networks, got {proxy!r}"
+            ) from None
+    for origin in web.origins:
+        parts = urlsplit(origin)
+        if parts.scheme not in {"http", "https"} or not parts.netloc \
+                or parts.path not in {"", "/"} or parts.query or parts.fragment:
+            raise SettingsError(f"web.origins: expected scheme://host[:port], got {origin!r}")
+    for key, value in (("web.ws_per_user", web.ws_per_user),
+                       ("web.ws_per_process", web.ws_per_process)):
+        if value < 1:
+            raise SettingsError(f"{key}: must be at least 1")
 
 
 def load_settings(

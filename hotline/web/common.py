@@ -16,20 +16,27 @@ import asyncpg
 import redis.asyncio as aioredis
 from aiohttp import web
 
+from crm_sync.people import PasswordChecker
 from hotline.core.errors import HotlineError
 from hotline.core.people import Principal
-from hotline.web.sessions import SessionStore
+from hotline.web.options import WebOptions
+from hotline.web.sessions import Session, SessionStore
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 POOL = web.AppKey("pool", asyncpg.Pool)
 REDIS = web.AppKey("redis", aioredis.Redis)
 SESSIONS = web.AppKey("sessions", SessionStore)
+OPTIONS = web.AppKey("options", WebOptions)
+PASSWORDS = web.AppKey("passwords", PasswordChecker)
+#: Signs CSRF tokens (derived from the session key, never the key itself).
+CSRF_KEY = web.AppKey("csrf_key", bytes)
 ROUTE_ROLES: web.AppKey[dict[str, tuple[str, ...]]] = web.AppKey("route_roles", dict)
 #: Where the middleware leaves who is signed in (``web.RequestKey`` since aiohttp 3.13).
 PRINCIPAL: Any = (
     web.RequestKey("principal", Principal) if hasattr(web, "RequestKey") else "principal"
 )
+SESSION: Any = web.RequestKey("session", Session) if hasattr(web, "RequestKey") else "session"
 
 
 @dataclass(frozen=True)
@@ -45,6 +52,11 @@ class Route:
 def principal(request: web.Request) -> Principal:
     who: Principal = request[PRINCIPAL]
     return who
+
+
+def session(request: web.Request) -> Session:
+    current: Session = request[SESSION]
+    return current
 
 
 def is_api(request: web.Request) -> bool:
@@ -91,7 +103,21 @@ def json_response(data: Any, status: int = 200) -> web.Response:
 
 def error_response(error: HotlineError) -> web.Response:
     """The JSON answer for an error of the tree: ``{"error": id, "message": …}``."""
-    response = json_response(error.to_json(), status=error.http_status)
+    return _with_retry_after(json_response(error.to_json(), status=error.http_status), error)
+
+
+def error_page(error: HotlineError) -> web.Response:
+    """The same error as a page, for a person in a browser."""
+    page = render("error.html", title=_TITLES.get(error.http_status, "Error"),
+                  text=error.message)
+    return _with_retry_after(html_response(page, status=error.http_status), error)
+
+
+_TITLES = {400: "Bad request", 403: "Forbidden", 404: "Not found", 429: "Too many attempts",
+           503: "Service unavailable"}
+
+
+def _with_retry_after(response: web.Response, error: HotlineError) -> web.Response:
     retry_after = getattr(error, "retry_after", None)
     if retry_after is not None:
         response.headers["Retry-After"] = str(retry_after)

@@ -3,25 +3,31 @@ calls, updated live over a websocket."""
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import json
 from datetime import datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
-import redis.asyncio as aioredis
-from aiohttp import WSMsgType, web
+from aiohttp import web
 
 from crm_sync.call_store import PostgresCallStore
 from crm_sync.stats import figures_by_queue
-from hotline.core import metrics
-from hotline.core.aio import cancel_and_wait
-from hotline.core.errors import InvalidInput, UnavailableError
-from hotline.core.live import LIVE_CHANNEL, QUEUES_KEY, call_view
+from hotline.core.errors import InvalidInput
+from hotline.core.live import QUEUES_KEY, call_view
 from hotline.core.logs import get_logger
 from hotline.core.people import WATCHERS
-from hotline.web.common import POOL, REDIS, Route, html_response, json_response, principal, render
+from hotline.web.common import (
+    POOL,
+    REDIS,
+    Route,
+    html_response,
+    json_response,
+    principal,
+    render,
+    session,
+)
+from hotline.web.guard import csrf_token
+from hotline.web.live import HUB
 
 #: "Today" on the wallboard is the city's day, not UTC's.
 CITY_TZ = ZoneInfo("Europe/Kyiv")
@@ -32,7 +38,8 @@ log = get_logger("hotline.web.wallboard")
 
 
 async def wallboard(request: web.Request) -> web.Response:
-    page = render("wallboard.html", name=principal(request).display_name)
+    page = render("wallboard.html", name=principal(request).display_name,
+                  csrf=csrf_token(request))
     return html_response(page, headers={"Cache-Control": "no-store"})
 
 
@@ -72,53 +79,10 @@ async def api_queues(request: web.Request) -> web.Response:
 
 
 async def ws_live(request: web.Request) -> web.WebSocketResponse:
-    """Forward the live channel to the browser until either side goes away.
-
-    The subscription is made before the handshake completes, so nothing published after
-    the browser sees the socket open is missed (the page reloads its data on open).
-    """
-    pubsub = request.app[REDIS].pubsub(ignore_subscribe_messages=True)
-    try:
-        await pubsub.subscribe(LIVE_CHANNEL)
-    except (OSError, aioredis.RedisError) as exc:
-        with contextlib.suppress(OSError, aioredis.RedisError):
-            await pubsub.aclose()  # type: ignore[no-untyped-call]
-        log.warning("web_live_unavailable", error=f"{type(exc).__name__}: {exc}")
-        raise UnavailableError("the live feed is not available") from None
-    ws = web.WebSocketResponse(heartbeat=30)
-    try:
-        await ws.prepare(request)
-
-        async def forward() -> None:
-            while not ws.closed:
-                message = await pubsub.get_message(timeout=1.0)
-                if message is not None and message.get("type") == "message":
-                    data = message["data"]
-                    text = data.decode(errors="replace") if isinstance(data, bytes) else str(data)
-                    await ws.send_str(text)
-
-        async def forward_then_close() -> None:
-            try:
-                await forward()
-            except (OSError, aioredis.RedisError) as exc:  # Redis gone: let the page reconnect
-                log.warning("web_live_lost", error=f"{type(exc).__name__}: {exc}")
-            finally:
-                if not ws.closed:
-                    await ws.close()
-
-        forwarder = asyncio.create_task(forward_then_close())
-        metrics.WEBSOCKET_CLIENTS.inc()
-        try:
-            async for msg in ws:
-                if msg.type in (WSMsgType.ERROR, WSMsgType.CLOSE):
-                    break
-        finally:
-            metrics.WEBSOCKET_CLIENTS.dec()
-            await cancel_and_wait(forwarder)
-    finally:
-        with contextlib.suppress(OSError, aioredis.RedisError):
-            await pubsub.aclose()  # type: ignore[no-untyped-call]
-    return ws
+    """The live channel, forwarded to the browser until it leaves or its session ends
+    (through the process's one subscriber: see :mod:`hotline.web.live`)."""
+    current = session(request)
+    return await request.app[HUB].serve(request, current.who.login, current.sid)
 
 
 ROUTES = [

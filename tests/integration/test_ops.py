@@ -21,7 +21,7 @@ from hotline.settings import Settings
 from hotline.web.app import build_web_app
 from hotline.web.ops import MetricsAccess
 from tests.support.fake_ami_server import FakeAmiServer
-from tests.support.web import add_user
+from tests.support.web import SESSION_KEY, add_user, form_token
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 
@@ -62,7 +62,7 @@ async def serve(app: web.Application, host: str = "127.0.0.1") -> Client:
 async def test_readyz_is_public_and_ready_when_the_backends_answer(
     pg_pool: asyncpg.Pool, redis_client: aioredis.Redis
 ) -> None:
-    client = await serve(build_web_app(pg_pool, redis_client))
+    client = await serve(build_web_app(pg_pool, redis_client, SESSION_KEY))
     try:
         response = await client.get("/readyz", allow_redirects=False)
         assert response.status == 200
@@ -78,7 +78,7 @@ async def test_readyz_is_public_and_ready_when_the_backends_answer(
 async def test_readyz_names_redis_when_it_is_down(
     pg_pool: asyncpg.Pool, dead_redis: aioredis.Redis
 ) -> None:
-    client = await serve(build_web_app(pg_pool, dead_redis))
+    client = await serve(build_web_app(pg_pool, dead_redis, SESSION_KEY))
     try:
         response = await client.get("/readyz")
         assert response.status == 503
@@ -97,7 +97,7 @@ async def test_readyz_reports_the_registry_it_is_given(
     link = [False]
     readiness.add(health.DATABASE, lambda: pg_pool.fetchval("SELECT 1"))
     readiness.add(health.AMI_LINK, lambda: link[0])
-    client = await serve(build_web_app(pg_pool, redis_client, readiness=readiness))
+    client = await serve(build_web_app(pg_pool, redis_client, SESSION_KEY, readiness=readiness))
     try:
         response = await client.get("/readyz")
         assert response.status == 503
@@ -117,7 +117,7 @@ async def test_readyz_reports_the_registry_it_is_given(
 async def test_metrics_from_this_host_in_the_prometheus_text_format(
     pg_pool: asyncpg.Pool, redis_client: aioredis.Redis
 ) -> None:
-    client = await serve(build_web_app(pg_pool, redis_client))
+    client = await serve(build_web_app(pg_pool, redis_client, SESSION_KEY))
     try:
         response = await client.get("/metrics", allow_redirects=False)
         assert response.status == 200
@@ -133,7 +133,7 @@ async def test_metrics_from_this_host_in_the_prometheus_text_format(
 async def test_metrics_over_ipv6_loopback(
     pg_pool: asyncpg.Pool, redis_client: aioredis.Redis
 ) -> None:
-    client = await serve(build_web_app(pg_pool, redis_client), host="::1")
+    client = await serve(build_web_app(pg_pool, redis_client, SESSION_KEY), host="::1")
     try:
         assert (await client.get("/metrics")).status == 200
     finally:
@@ -144,7 +144,7 @@ async def test_metrics_refused_from_an_address_not_allowed(
     pg_pool: asyncpg.Pool, redis_client: aioredis.Redis
 ) -> None:
     access = MetricsAccess.parse(["10.0.0.0/8"])
-    client = await serve(build_web_app(pg_pool, redis_client, metrics_access=access))
+    client = await serve(build_web_app(pg_pool, redis_client, SESSION_KEY, metrics_access=access))
     try:
         response = await client.get("/metrics", allow_redirects=False)
         assert response.status == 403
@@ -161,7 +161,7 @@ async def test_metrics_with_the_bearer_token(
     pg_pool: asyncpg.Pool, redis_client: aioredis.Redis
 ) -> None:
     access = MetricsAccess.parse([], TOKEN)
-    client = await serve(build_web_app(pg_pool, redis_client, metrics_access=access))
+    client = await serve(build_web_app(pg_pool, redis_client, SESSION_KEY, metrics_access=access))
     try:
         response = await client.get("/metrics", allow_redirects=False)
         assert response.status == 401
@@ -183,14 +183,15 @@ async def test_websocket_clients_are_counted(
     pg_pool: asyncpg.Pool, redis_client: aioredis.Redis
 ) -> None:
     user = await add_user(pg_pool, "supervisor")
-    client = await serve(build_web_app(pg_pool, redis_client))
+    client = await serve(build_web_app(pg_pool, redis_client, SESSION_KEY))
 
     def clients() -> float:
         return metrics.REGISTRY.get_sample_value("hotline_websocket_clients") or 0.0
 
     try:
         response = await client.post("/login", data={"login": user.login,
-                                                     "password": user.password},
+                                                     "password": user.password,
+                                                     "csrf": await form_token(client)},
                                      allow_redirects=False)
         assert response.status == 302
         before = clients()

@@ -25,9 +25,18 @@ from hotline.core.records import CallOutcome
 from hotline.web.app import build_web_app
 from hotline.web.auth import COOKIE
 from hotline.web.common import ROUTE_ROLES
+from hotline.web.live import HUB
 from hotline.web.sessions import SESSION_TTL_SECONDS
 from hotline.web.wallboard import start_of_today
-from tests.support.web import PASSWORD, User, add_user, make_call, unique_queue
+from tests.support.web import (
+    PASSWORD,
+    SESSION_KEY,
+    User,
+    add_user,
+    csrf_in,
+    make_call,
+    unique_queue,
+)
 
 #: Routes anyone may reach, on purpose.
 PUBLIC = {"/login", "/healthz", "/readyz", "/metrics", "/static"}
@@ -49,7 +58,7 @@ WATCHER_ONLY = ["/wallboard", "/api/calls/recent", "/api/stats/today", "/api/que
 
 @pytest_asyncio.fixture
 async def app(pg_pool: asyncpg.Pool, redis_client: aioredis.Redis) -> web.Application:
-    return build_web_app(pg_pool, redis_client)
+    return build_web_app(pg_pool, redis_client, SESSION_KEY)
 
 
 @pytest_asyncio.fixture
@@ -71,10 +80,21 @@ async def operator(pg_pool: asyncpg.Pool) -> User:
 Client = TestClient[web.Request, web.Application]
 
 
+async def form_token(client: Client) -> str:
+    """The CSRF token a page rendered now would carry (the sign-in form is public)."""
+    return csrf_in(await (await client.get("/login")).text())
+
+
+async def post_form(
+    client: Client, path: str, data: dict[str, str] | None = None, **kwargs: Any
+) -> aiohttp.ClientResponse:
+    """A form submitted from one of our pages, as a browser would (with its token)."""
+    form = {**(data or {}), "csrf": await form_token(client)}
+    return await client.post(path, data=form, allow_redirects=False, **kwargs)
+
+
 async def sign_in(client: Client, user: User) -> aiohttp.ClientResponse:
-    response = await client.post(
-        "/login", data={"login": user.login, "password": user.password}, allow_redirects=False
-    )
+    response = await post_form(client, "/login", {"login": user.login, "password": user.password})
     assert response.status == 302, await response.text()
     assert response.headers["Location"] == "/"
     return response
@@ -112,7 +132,7 @@ async def test_healthz_reports_redis_down(pg_pool: asyncpg.Pool) -> None:
         port = sock.getsockname()[1]
     dead = aioredis.Redis.from_url(f"redis://127.0.0.1:{port}/0", socket_connect_timeout=0.5)
     try:
-        async with TestClient(TestServer(build_web_app(pg_pool, dead))) as test_client:
+        async with TestClient(TestServer(build_web_app(pg_pool, dead, SESSION_KEY))) as test_client:
             response = await test_client.get("/healthz")
             assert response.status == 503
             assert await response.json() == {"database": "ok", "redis": "down"}
@@ -126,6 +146,7 @@ async def test_login_page_is_public(client: Client) -> None:
     text = await response.text()
     assert '<form method="post" action="/login">' in text
     assert 'name="login"' in text and 'name="password"' in text
+    assert csrf_in(text)
 
 
 def test_every_route_is_public_or_in_the_role_table(app: web.Application) -> None:
@@ -142,7 +163,8 @@ def test_every_route_is_public_or_in_the_role_table(app: web.Application) -> Non
 async def test_protected_route_without_session(
     client: Client, method: str, path: str, kind: str
 ) -> None:
-    response = await client.request(method, path, allow_redirects=False)
+    headers = {"X-CSRF-Token": await form_token(client)} if method == "POST" else {}
+    response = await client.request(method, path, allow_redirects=False, headers=headers)
     if kind == "api":
         assert response.status == 401
         assert (await response.json())["error"] == "not_signed_in"
@@ -155,9 +177,9 @@ async def test_protected_route_without_session(
 async def test_protected_route_with_forged_cookie(
     client: Client, method: str, path: str, kind: str
 ) -> None:
-    response = await client.request(
-        method, path, allow_redirects=False, headers={"Cookie": f"{COOKIE}=forged-{'a' * 40}"}
-    )
+    client.session.cookie_jar.update_cookies({COOKIE: f"forged-{'a' * 40}"})
+    headers = {"X-CSRF-Token": await form_token(client)} if method == "POST" else {}
+    response = await client.request(method, path, allow_redirects=False, headers=headers)
     assert response.status == (401 if kind == "api" else 302)
 
 
@@ -187,7 +209,7 @@ async def test_unknown_paths_reveal_nothing_without_session(client: Client) -> N
 async def test_sign_in_with_bad_form_field_is_400_with_a_message(
     client: Client, form: dict[str, str], message: str
 ) -> None:
-    response = await client.post("/login", data=form, allow_redirects=False)
+    response = await post_form(client, "/login", form)
     assert response.status == 400
     assert response.content_type == "text/html"
     text = await response.text()
@@ -207,9 +229,8 @@ async def test_sign_in_with_bad_form_field_is_400_with_a_message(
 async def test_sign_in_with_unreadable_body_is_400_not_500(
     client: Client, body: bytes, content_type: str
 ) -> None:
-    response = await client.post(
-        "/login", data=body, headers={"Content-Type": content_type}, allow_redirects=False
-    )
+    headers = {"Content-Type": content_type, "X-CSRF-Token": await form_token(client)}
+    response = await client.post("/login", data=body, headers=headers, allow_redirects=False)
     assert response.status == 400
     assert 'role="alert"' in await response.text()
 
@@ -218,6 +239,7 @@ async def test_sign_in_with_a_file_instead_of_a_login_is_400(client: Client) -> 
     form = aiohttp.FormData()
     form.add_field("login", b"admin", filename="login.txt")
     form.add_field("password", PASSWORD)
+    form.add_field("csrf", await form_token(client))
     response = await client.post("/login", data=form, allow_redirects=False)
     assert response.status == 400
     assert "must be text fields" in await response.text()
@@ -229,9 +251,7 @@ async def test_wrong_password_is_401(client: Client, supervisor: User) -> None:
         (f"ghost_{uuid.uuid4().hex[:8]}", PASSWORD),
         (supervisor.login, "x" * 5000),
     ]:
-        response = await client.post(
-            "/login", data={"login": login, "password": password}, allow_redirects=False
-        )
+        response = await post_form(client, "/login", {"login": login, "password": password})
         assert response.status == 401
         assert "Wrong login or password." in await response.text()
         assert COOKIE not in response.cookies
@@ -282,7 +302,7 @@ async def test_logout_kills_the_session(client: Client, supervisor: User) -> Non
     await sign_in(client, supervisor)
     token = session_token(client)
     assert await get_with_token(client, "/api/queues", token) == (200, "")
-    response = await client.post("/logout", allow_redirects=False)
+    response = await post_form(client, "/logout")
     assert (response.status, response.headers["Location"]) == (302, "/login")
     # the cookie is cleared in the browser …
     assert response.cookies[COOKIE].value == ""
@@ -314,7 +334,7 @@ async def test_operator_home_is_a_page_not_a_403(client: Client, operator: User)
     assert response.status == 200
     text = await response.text()
     assert "Оператор 101 (operator)" in text and 'action="/logout"' in text
-    assert (await client.post("/logout", allow_redirects=False)).status == 302
+    assert (await post_form(client, "/logout")).status == 302
 
 
 @pytest.mark.parametrize("role", ["admin", "leadership"])
@@ -520,18 +540,23 @@ async def test_ws_live_forwards_redis_messages(
         assert second == {"type": "queues", "id": marker}
 
 
-async def test_ws_live_unsubscribes_when_the_browser_leaves(
-    client: Client, supervisor: User, redis_client: aioredis.Redis
+async def test_ws_live_is_one_subscriber_per_process_whatever_the_sockets(
+    client: Client, app: web.Application, supervisor: User, redis_client: aioredis.Redis
 ) -> None:
     await sign_in(client, supervisor)
+    hub = app[HUB]
 
     async def subscribers() -> int:
         counts = await redis_client.pubsub_numsub(LIVE_CHANNEL)
         return int(counts[0][1])
 
-    baseline = await subscribers()
     async with client.ws_connect("/ws/live"):
-        assert await subscribers() == baseline + 1
+        with_one = await subscribers()
+        assert hub.count == 1
+        async with client.ws_connect("/ws/live"), client.ws_connect("/ws/live"):
+            assert await subscribers() == with_one  # the process's one subscriber
+            assert hub.count == 3
     async with asyncio.timeout(10):  # the server notices the close asynchronously: poll
-        while await subscribers() != baseline:  # noqa: ASYNC110
+        while hub.count:  # noqa: ASYNC110
             await asyncio.sleep(0.05)
+    assert await subscribers() == with_one

@@ -1,19 +1,52 @@
-"""Helpers for tests of the web pages: people, calls, queue names."""
+"""Helpers for tests of the web pages: people, calls, queue names, signing in
+through the form as a browser does (its CSRF token included)."""
 
 from __future__ import annotations
 
+import re
+import secrets
 import uuid
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+import aiohttp
 import asyncpg
 
 from crm_sync.people import upsert_operator
 from hotline.core.records import CallOutcome, CallRecord
 
 PASSWORD = "s3cret-passw0rd"
+#: The key the test apps sign sessions and CSRF tokens with.
+SESSION_KEY = secrets.token_bytes(32)
+_CSRF_FIELD = re.compile(r'<input type="hidden" name="csrf" value="([0-9a-f]{64})">')
 
+
+def csrf_in(page: str) -> str:
+    """The CSRF token of the (first) form on a page."""
+    match = _CSRF_FIELD.search(page)
+    assert match, f"no CSRF field in the page: {page[:300]}"
+    return match.group(1)
+
+
+async def form_token(client: Any) -> str:
+    """The CSRF token of the sign-in form of an aiohttp ``TestClient`` (whose cookie
+    jar keeps the cookie the token goes with)."""
+    page = await client.get("/login")
+    return csrf_in(await page.text())
+
+
+async def sign_in_session(
+    http: aiohttp.ClientSession, base_url: str, login: str, password: str,
+    **kwargs: Any,
+) -> aiohttp.ClientResponse:
+    """Open the sign-in form, then submit it, as a browser would (``http`` keeps cookies)."""
+    async with http.get(f"{base_url}/login") as page:
+        token = csrf_in(await page.text())
+    return await http.post(
+        f"{base_url}/login", data={"login": login, "password": password, "csrf": token},
+        **kwargs,
+    )
 
 
 @dataclass(frozen=True)

@@ -21,6 +21,7 @@ import pytest
 
 from hotline.devtools import asterisk_sandbox as sandbox
 from tests.support.ports import asterisk_root, instance, port
+from tests.support.web import sign_in_session
 
 pytestmark = [pytest.mark.asterisk, pytest.mark.asyncio(loop_scope="session")]
 
@@ -79,9 +80,7 @@ async def test_demo_brings_everything_up_and_calls_flow(state_dir: Path) -> None
                 assert await resp.json() == {"database": "ok", "redis": "ok"}
             async with http.get(f"{web}/api/calls/recent", allow_redirects=False) as resp:
                 assert resp.status == 401  # not signed in yet
-            async with http.post(
-                f"{web}/login", data={"login": "supervisor", "password": match.group(1)}
-            ) as resp:
+            async with await sign_in_session(http, web, "supervisor", match.group(1)) as resp:
                 assert resp.status == 200 and "wallboard" in str(resp.url)
             calls: list[dict[str, object]] = []
             deadline = time.monotonic() + 90

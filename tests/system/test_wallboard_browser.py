@@ -21,12 +21,13 @@ from aiohttp import web
 from playwright.async_api import Page, async_playwright, expect
 
 from crm_sync.call_store import PostgresCallStore
+from crm_sync.people import deactivate_person
 from hotline.core.live import LIVE_CHANNEL, QUEUES_KEY
 from hotline.core.privacy import mask_phone
 from hotline.core.records import CallOutcome
 from hotline.web.app import build_web_app
 from hotline.web.wallboard import start_of_today
-from tests.support.web import add_user, make_call, unique_queue
+from tests.support.web import SESSION_KEY, add_user, make_call, unique_queue
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = [
@@ -39,7 +40,7 @@ TIMEOUT_MS = 15_000
 
 @pytest_asyncio.fixture
 async def base_url(pg_pool: asyncpg.Pool, redis_client: aioredis.Redis) -> AsyncIterator[str]:
-    runner = web.AppRunner(build_web_app(pg_pool, redis_client), access_log=None)
+    runner = web.AppRunner(build_web_app(pg_pool, redis_client, SESSION_KEY), access_log=None)
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0)
     await site.start()
@@ -192,3 +193,26 @@ async def test_wallboard_shows_calls_and_updates_live(
             await redis_client.delete(QUEUES_KEY)
         else:
             await redis_client.set(QUEUES_KEY, saved_queues)
+
+
+async def test_wallboard_leaves_when_its_user_is_deactivated(
+    base_url: str, page: Page, pg_pool: asyncpg.Pool
+) -> None:
+    """The open page's websocket is closed with "signed out": the page goes to the
+    sign-in form by itself, without a reload or a click."""
+    supervisor = await add_user(pg_pool, "supervisor")
+    csp: list[str] = []
+    page.on("response", lambda r: csp.append(r.headers.get("content-security-policy", ""))
+            if r.url.endswith("/wallboard") else None)
+    await page.goto(f"{base_url}/login")
+    await page.fill("#login", supervisor.login)
+    await page.fill("#password", supervisor.password)
+    await page.click("button[type=submit]")
+    await expect(page.locator("#live")).to_have_text("live")
+    assert csp and "script-src 'self'" in csp[0] and "frame-ancestors 'none'" in csp[0]
+    await deactivate_person(pg_pool, supervisor.login)
+    await expect(page).to_have_url(f"{base_url}/login")
+    await page.fill("#login", supervisor.login)
+    await page.fill("#password", supervisor.password)
+    await page.click("button[type=submit]")
+    await expect(page.locator(".error")).to_have_text("Wrong login or password.")

@@ -46,7 +46,14 @@ function connect() {
     if (msg.type === 'queues') { refreshQueues(); return; }
     clearTimeout(pending); pending = setTimeout(() => { refreshToday(); refreshCalls(); }, 300);
   };
-  ws.onclose = () => { document.getElementById('live').textContent = 'reconnecting…';
-                       setTimeout(connect, 2000); };
+  ws.onclose = ev => {
+    if (ev.code === 4401) { location.href = '/login'; return; }  // the session ended
+    document.getElementById('live').textContent = 'reconnecting…';
+    setTimeout(async () => {
+      // A refused handshake looks like any drop: ask the API whether we are still signed in.
+      try { await getJson('/api/queues'); } catch (e) { if (e.message === 'signed out') return; }
+      connect();
+    }, 2000);
+  };
 }
 connect(); setInterval(refreshAll, 30000);
