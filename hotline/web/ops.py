@@ -21,6 +21,7 @@ from hotline.core import health, metrics
 from hotline.core.errors import Forbidden, NotSignedIn
 from hotline.core.logs import get_logger
 from hotline.web.common import POOL, REDIS, Route, error_response, json_response
+from hotline.web.guard import client_address
 
 IpNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 LOOPBACK = ("127.0.0.1/32", "::1/128")
@@ -115,8 +116,10 @@ async def readyz(request: web.Request) -> web.Response:
 async def metrics_page(request: web.Request) -> web.Response:
     access = request.app[METRICS_ACCESS]
     authorization = request.headers.get("Authorization", "")
-    if not access.allows_address(request.remote) and not access.allows_token(authorization):
-        log.info("web_metrics_refused", remote=request.remote, token_given=bool(authorization))
+    # Behind a trusted proxy the peer is the proxy: judge the client it names.
+    client = client_address(request)
+    if not access.allows_address(client) and not access.allows_token(authorization):
+        log.info("web_metrics_refused", client=client, token_given=bool(authorization))
         if access.token:  # a token would help: say which kind (RFC 6750)
             response = error_response(NotSignedIn("a bearer token is required for /metrics"))
             error = ', error="invalid_token"' if authorization else ""

@@ -9,6 +9,7 @@ itself runs as an unprivileged user, without a TCP port, behind a password.
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import stat
 import subprocess
@@ -20,7 +21,7 @@ import pytest
 import redis
 import redis.asyncio as aioredis
 
-from crm_sync.live_bus import BusMessage, RedisLiveBus
+from crm_sync.live_bus import RedisLiveBus
 from hotline.app import open_backends
 from hotline.devtools.embedded import (
     EmbeddedRedis,
@@ -149,13 +150,17 @@ async def test_service_backends_use_the_password_from_the_secrets_dir(
         assert backends.redis_url.startswith(f"unix://:{password}@/")
         assert await backends.redis.ping()
         bus = RedisLiveBus(backends.redis_url)
+        pubsub = backends.redis.pubsub(ignore_subscribe_messages=True)
         try:
-            async with bus.subscribe("calls") as messages:
-                await bus.publish("calls", {"event": "ringing"})
-                async with asyncio.timeout(5):
-                    received = await anext(aiter(messages))
-            assert received == BusMessage("calls", {"event": "ringing"})
+            await pubsub.subscribe("calls")
+            await bus.publish("calls", {"event": "ringing"})
+            received = None
+            async with asyncio.timeout(5):
+                while received is None:
+                    received = await pubsub.get_message(timeout=1.0)
+            assert json.loads(received["data"]) == {"event": "ringing"}
         finally:
+            await pubsub.aclose()  # type: ignore[no-untyped-call]
             await bus.close()
         wrong = aioredis.Redis.from_url(backends.redis_url.replace(password, "x" * 20))
         with pytest.raises(redis.RedisError, match="invalid username-password"):

@@ -493,3 +493,18 @@ async def test_secure_cookies_behind_a_trusted_tls_proxy_only(
         assert "Strict-Transport-Security" not in response.headers
     assert (await audit_rows(pg_pool, address))[-1] == (supervisor.login, "success", "ok")
     assert len(await audit_rows(pg_pool, address)) == 1, "X-Forwarded-For of a stranger believed"
+
+
+async def test_metrics_behind_a_trusted_proxy_judges_the_client_not_the_proxy(
+    pg_pool: asyncpg.Pool, redis_client: aioredis.Redis
+) -> None:
+    """Every request through a local proxy comes from 127.0.0.1: the allow-list
+    must look at the client the proxy names, or /metrics is open to the world."""
+    async with serve(pg_pool, redis_client, trusted_proxies=("127.0.0.0/8",)) as client:
+        outside = await client.get("/metrics", headers={"X-Forwarded-For": "203.0.113.9"})
+        assert outside.status == 403
+        inside = await client.get("/metrics", headers={"X-Forwarded-For": "127.0.0.1"})
+        assert inside.status == 200
+    async with serve(pg_pool, redis_client) as client:  # no proxy trusted: the peer counts
+        direct = await client.get("/metrics", headers={"X-Forwarded-For": "203.0.113.9"})
+        assert direct.status == 200
