@@ -229,19 +229,25 @@ def _asterisk(action: str, settings: Settings) -> int:
 
 
 async def _migrate(settings: Settings) -> int:
+    from crm_sync.appeals import load_appeals_config, load_routing_config
     from crm_sync.migrate import migrate
     from crm_sync.taxonomy import load_taxonomy, seed_taxonomy
     from hotline.app import open_database
 
     taxonomy = load_taxonomy(settings.config_path)
+    appeals_config = load_appeals_config(settings.config_path)  # a bad file fails first
     database = await open_database(settings, keep_embedded=True)
     try:
         applied = await migrate(database.pool)
         counts = await seed_taxonomy(database.pool, taxonomy)
+        routing = await load_routing_config(
+            database.pool, appeals_config.routing, appeals_config.settings
+        )
     finally:
         await database.close()
     print(f"migrations applied: {', '.join(applied) if applied else 'none (up to date)'}")
     print("taxonomy: " + ", ".join(f"{k} {v}" for k, v in counts.items()))
+    print("routing: " + ", ".join(f"{k} {v}" for k, v in routing.items()))
     return 0
 
 
