@@ -61,7 +61,8 @@ class RoutingRule:
             parts.append(f"within {self.area.radius_m:g} m of "
                          f"{self.area.latitude:.5f},{self.area.longitude:.5f}")
         label = f" {self.name!r}" if self.name else ""
-        return f"rule #{self.id}{label} ({'; '.join(parts)}; priority {self.priority})"
+        return (f"rule #{self.id}{label} → {self.executor_code} "
+                f"({'; '.join(parts)}; priority {self.priority})")
 
 
 @dataclass(frozen=True)

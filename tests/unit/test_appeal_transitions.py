@@ -7,10 +7,10 @@ import pytest
 from hotline.core.appeals import (
     OPEN_STATUSES,
     TRANSITIONS,
+    Actor,
     ActorKind,
     AppealStatus,
     AppealTransitionForbidden,
-    Actor,
     allowed_targets,
     check_transition,
     open311_status,
@@ -102,8 +102,8 @@ def test_open311_sees_open_and_closed() -> None:
 
 
 def test_an_executor_actor_carries_their_organisation() -> None:
-    with pytest.raises(InvalidInput, match="actor.executor_id"):
+    with pytest.raises(InvalidInput, match=r"actor\.executor_id"):
         Actor(K.EXECUTOR, "petrenko")
-    with pytest.raises(InvalidInput, match="actor.citizen_id"):
+    with pytest.raises(InvalidInput, match=r"actor\.citizen_id"):
         Actor(K.CITIZEN, "someone")
     assert Actor(K.EXECUTOR, "petrenko", executor_id=3).label == "executor:petrenko"
