@@ -48,6 +48,8 @@ async def _load(
     conn: asyncpg.Connection, routing: RoutingConfig, settings: AppealsSettings | None
 ) -> dict[str, int]:
     async with conn.transaction():
+        # two `hotline migrate` at once: the second waits, then finds nothing to change
+        await conn.execute("SELECT pg_advisory_xact_lock(hashtext('routing-config-load'))")
         districts = await _codes(conn, "districts")
         categories = await _codes(conn, "categories")
         for spec in routing.executors:

@@ -27,24 +27,26 @@ SUMMARY_COLUMNS = """
     a.id, a.number, a.status, a.due_at, a.created_at, a.updated_at,
     c.code AS category_code, c.name_uk AS category_name_uk, c.name_en AS category_name_en,
     e.code AS executor_code, e.name AS executor_name, e.name_uk AS executor_name_uk,
-    p.number AS duplicate_of_number"""
+    p.number AS duplicate_of_number, a.status_reason, a.address, a.latitude, a.longitude,
+    d.code AS district_code, a.text,
+    (SELECT f.url FROM appeal_attachments f WHERE f.appeal_id = a.id
+     ORDER BY f.id LIMIT 1) AS media_url"""
 
 SUMMARY_FROM = """
 FROM appeals a
 JOIN categories c ON c.id = a.category_id
 LEFT JOIN executors e ON e.id = a.executor_id
-LEFT JOIN appeals p ON p.id = a.duplicate_of"""
+LEFT JOIN appeals p ON p.id = a.duplicate_of
+LEFT JOIN districts d ON d.id = a.district_id"""
 
 APPEAL_SELECT = f"""
 SELECT {SUMMARY_COLUMNS},
     a.channel, a.citizen_id, a.call_id, a.category_id, a.district_id, a.executor_id,
-    a.address, a.address_norm, a.latitude, a.longitude, a.text, a.status_reason,
-    a.status_changed_at, a.duplicate_of, a.reopen_count, a.version,
-    c.sla_working_days, d.code AS district_code,
+    a.address_norm, a.status_changed_at, a.duplicate_of, a.reopen_count, a.version,
+    c.sla_working_days,
     ARRAY(SELECT ac.citizen_id FROM appeal_citizens ac WHERE ac.appeal_id = a.id
           ORDER BY ac.role = 'joined', ac.attached_at, ac.citizen_id) AS citizen_ids
-{SUMMARY_FROM}
-LEFT JOIN districts d ON d.id = a.district_id"""
+{SUMMARY_FROM}"""
 
 _HISTORY_AND_OUTBOX = """
 WITH h AS (
@@ -72,7 +74,9 @@ def summary_from_row(row: asyncpg.Record) -> AppealSummary:
         category_name_en=row["category_name_en"], executor_code=row["executor_code"],
         executor_name=row["executor_name"], executor_name_uk=row["executor_name_uk"],
         due_at=row["due_at"], created_at=row["created_at"], updated_at=row["updated_at"],
-        duplicate_of_number=row["duplicate_of_number"],
+        duplicate_of_number=row["duplicate_of_number"], status_reason=row["status_reason"],
+        address=row["address"], latitude=row["latitude"], longitude=row["longitude"],
+        district_code=row["district_code"], text=row["text"], media_url=row["media_url"],
     )
 
 
@@ -82,9 +86,7 @@ def appeal_from_row(row: asyncpg.Record) -> Appeal:
         **{f: getattr(summary, f) for f in summary.__dataclass_fields__},
         channel=row["channel"], citizen_id=row["citizen_id"], call_id=row["call_id"],
         category_id=row["category_id"], district_id=row["district_id"],
-        district_code=row["district_code"], executor_id=row["executor_id"],
-        address=row["address"], latitude=row["latitude"], longitude=row["longitude"],
-        text=row["text"], status_reason=row["status_reason"],
+        executor_id=row["executor_id"],
         status_changed_at=row["status_changed_at"], duplicate_of=row["duplicate_of"],
         reopen_count=row["reopen_count"], version=row["version"],
         citizen_ids=tuple(row["citizen_ids"]),

@@ -35,16 +35,21 @@ CREATE INDEX appeals_dup_point_idx ON appeals (category_id, latitude, longitude)
       AND status IN ('registered', 'routed', 'accepted', 'in_progress',
                      'needs_clarification', 'reopened');
 CREATE INDEX appeals_duplicate_of_idx ON appeals (duplicate_of) WHERE duplicate_of IS NOT NULL;
--- Keyset pages, newest first: an executor's list (all, or one status), Open311
--- GET requests (all, or one service code).
+-- Keyset pages, newest first: an executor's list (everything, or the open part:
+-- any set of open statuses, overdue), Open311 GET requests (all, or one service
+-- code). Most appeals end closed, so the open part gets an index of its own.
 CREATE INDEX appeals_executor_page_idx ON appeals (executor_id, created_at DESC, id DESC);
-CREATE INDEX appeals_executor_status_page_idx
-    ON appeals (executor_id, status, created_at DESC, id DESC);
+CREATE INDEX appeals_executor_open_page_idx ON appeals (executor_id, created_at DESC, id DESC)
+    WHERE status IN ('registered', 'routed', 'accepted', 'in_progress',
+                     'needs_clarification', 'reopened');
 CREATE INDEX appeals_page_idx ON appeals (created_at DESC, id DESC);
 CREATE INDEX appeals_category_page_idx ON appeals (category_id, created_at DESC, id DESC);
 DROP INDEX appeals_created_idx;  -- appeals_page_idx serves its queries
--- Overdue and due soon: only what is on an executor's clock.
+DROP INDEX appeals_executor_status_due_idx;  -- superseded by the two below
+-- Overdue and due soon: only what is on an executor's clock, city-wide or per executor.
 CREATE INDEX appeals_on_clock_due_idx ON appeals (due_at)
+    WHERE status IN ('registered', 'routed', 'accepted', 'in_progress', 'reopened');
+CREATE INDEX appeals_executor_on_clock_due_idx ON appeals (executor_id, due_at)
     WHERE status IN ('registered', 'routed', 'accepted', 'in_progress', 'reopened');
 
 -- History: every change, who made it, through which channel, and why.

@@ -261,6 +261,17 @@ class AppealSummary:
     created_at: datetime
     updated_at: datetime
     duplicate_of_number: str | None = None
+    status_reason: str | None = None  # why the last change (Open311 status_notes)
+    address: str = ""
+    latitude: float | None = None
+    longitude: float | None = None
+    district_code: str | None = None
+    text: str = ""
+    media_url: str | None = None  # the first attachment
+
+    @property
+    def open311_status(self) -> str:
+        return open311_status(self.status)
 
 
 @dataclass(frozen=True)
@@ -272,22 +283,12 @@ class Appeal(AppealSummary):
     call_id: int | None = None
     category_id: int = 0
     district_id: int | None = None
-    district_code: str | None = None
     executor_id: int | None = None
-    address: str = ""
-    latitude: float | None = None
-    longitude: float | None = None
-    text: str = ""
-    status_reason: str | None = None
     status_changed_at: datetime | None = None
     duplicate_of: int | None = None
     reopen_count: int = 0
     version: int = 1
     citizen_ids: tuple[int, ...] = ()  # the author first, then citizens attached as duplicates
-
-    @property
-    def open311_status(self) -> str:
-        return open311_status(self.status)
 
 
 @dataclass(frozen=True)

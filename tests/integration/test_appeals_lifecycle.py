@@ -147,6 +147,13 @@ async def test_the_full_life_of_an_appeal(
 
     attachments = await service.attachments(appeal.id, citizen)
     assert [a.url for a in attachments] == ["https://photos.example/lift.jpg"]
+    # what an operator's screen-pop and Open311 lists see of it
+    listed = (await service.list_appeals(OPERATOR, AppealFilter(citizen_id=citizen_id))).items
+    assert [a.number for a in listed] == [appeal.number]
+    assert listed[0].media_url == "https://photos.example/lift.jpg"
+    assert listed[0].status_reason == "citizen confirmed by phone"
+    assert (listed[0].address, listed[0].district_code) == (address, "holosiivskyi")
+    assert listed[0].executor_name_uk is not None and listed[0].open311_status == "closed"
 
 
 async def test_an_illegal_transition_is_refused_and_nothing_is_written(
