@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import random
+import shutil
 import statistics
 import sys
 import tempfile
@@ -194,12 +195,24 @@ async def queries(service: AppealsService, pool: asyncpg.Pool, runs: int) -> Non
                 runs, lambda _: service.list_appeals(
                     executor_actor(rng.choice(executors)),
                     AppealFilter(statuses=frozenset({AppealStatus.REOPENED}))))
-    await timed("executor list: overdue now, first page",
+    await timed("executor list: overdue now, newest first, first page",
                 runs, lambda _: service.list_appeals(
                     executor_actor(rng.choice(executors)), AppealFilter(overdue_at=now)))
-    await timed("executor overdue, most overdue first (100)",
+    await timed("executor overdue: most overdue first, first page of 50",
                 runs, lambda _: service.overdue(executor_actor(rng.choice(executors)),
-                                                now=now))
+                                                now=now, limit=50))
+
+    async def overdue_pages(_: int) -> None:
+        page = await service.overdue(busy, now=now, limit=50)
+        for _ in range(4):
+            if page.next_cursor is None:
+                break
+            page = await service.overdue(busy, now=now, limit=50, after=page.next_cursor)
+
+    await timed("executor overdue: pages 1-5 by keyset (busiest, total)", max(runs // 5, 20),
+                overdue_pages)
+    await timed("city-wide due soon (next 24 h), first page of 50",
+                runs, lambda _: service.due_soon(OPERATOR, now=now, limit=50))
 
     system = Actor(ActorKind.SYSTEM, "open311")
     categories = [r["id"] for r in await pool.fetch("SELECT id FROM categories")]
@@ -232,6 +245,8 @@ async def main() -> None:
     parser.add_argument("--store", type=int, default=1_000_000)
     parser.add_argument("--runs", type=int, default=300)
     parser.add_argument("--database-url", default="")
+    parser.add_argument("--keep", action="store_true",
+                        help="leave the database (and the embedded server) for a look")
     args = parser.parse_args()
     configure_logging(level="warning")
 
@@ -256,9 +271,13 @@ async def main() -> None:
         await queries(service, pool, args.runs)
     finally:
         await pool.close()
-        await drop_database(admin_url, name)
-        if server is not None:
-            await asyncio.to_thread(server.stop)
+        if args.keep:
+            print(f"kept: {url}")
+        else:
+            await drop_database(admin_url, name)
+            if server is not None:
+                await asyncio.to_thread(server.stop)
+            shutil.rmtree(folder, ignore_errors=True)
 
 
 if __name__ == "__main__":

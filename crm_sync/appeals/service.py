@@ -137,14 +137,15 @@ class RoutingRecord:
 
 @dataclass(frozen=True)
 class Cursor:
-    """Where a page ends: keyset pagination on (created_at, id), newest first."""
+    """Where a page ends: keyset pagination on (time, id) — (created_at, id) newest
+    first for lists, (due_at, id) most overdue first for the due lists."""
 
-    created_at: datetime
+    at: datetime
     id: int
 
     def encode(self) -> str:
         # exact microseconds: a float timestamp would round and skip or repeat rows
-        delta = self.created_at - _EPOCH
+        delta = self.at - _EPOCH
         micros = (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
         return f"{micros}_{self.id}"
 
@@ -931,7 +932,7 @@ class AppealsService:
         if not flt.include_duplicates:
             where.append("a.duplicate_of IS NULL")
         if after is not None:
-            where.append(f"(a.created_at, a.id) < ({arg(after.created_at)}, {arg(after.id)})")
+            where.append(f"(a.created_at, a.id) < ({arg(after.at)}, {arg(after.id)})")
         sql = (f"SELECT {store.SUMMARY_COLUMNS} {store.SUMMARY_FROM} "
                f"{'WHERE ' + ' AND '.join(where) if where else ''} "
                f"ORDER BY a.created_at DESC, a.id DESC LIMIT {arg(limit + 1)}")
@@ -943,43 +944,51 @@ class AppealsService:
 
     async def overdue(
         self, actor: Actor, *, executor_id: int | None = None, now: datetime | None = None,
-        limit: int = 100,
-    ) -> list[AppealSummary]:
-        """Appeals on the executor's clock past their due time, most overdue first."""
+        after: Cursor | None = None, limit: int = 100,
+    ) -> Page:
+        """Appeals on the executor's clock past their due time, most overdue first
+        (keyset on due_at): what the portal's "overdue" view pages through."""
         now = now or self._clock()
-        return await self._by_due(actor, executor_id, None, now, limit)
+        return await self._by_due(actor, executor_id, None, now, after, limit)
 
     async def due_soon(
         self, actor: Actor, *, executor_id: int | None = None, now: datetime | None = None,
-        within: timedelta | None = None, limit: int = 100,
-    ) -> list[AppealSummary]:
+        within: timedelta | None = None, after: Cursor | None = None, limit: int = 100,
+    ) -> Page:
         """Appeals on the clock due within ``within`` (default: ``due_soon_hours``)."""
         now = now or self._clock()
         within = within or timedelta(hours=self._settings.due_soon_hours)
-        return await self._by_due(actor, executor_id, now, now + within, limit)
+        return await self._by_due(actor, executor_id, now, now + within, after, limit)
 
     async def _by_due(
         self, actor: Actor, executor_id: int | None, start: datetime | None, end: datetime,
-        limit: int,
-    ) -> list[AppealSummary]:
+        after: Cursor | None, limit: int,
+    ) -> Page:
+        if not 1 <= limit <= 500:
+            raise InvalidInput("limit: 1 to 500", details={"field": "limit"})
         if actor.kind is ActorKind.EXECUTOR:
             executor_id = actor.executor_id
         elif actor.kind is ActorKind.CITIZEN:
             raise Forbidden("due lists are for staff and executors")
         # one statement per shape (not "$n IS NULL OR ..."), so that each gets its index
         where = [_status_in(SLA_STATUSES), "a.due_at < $1"]
-        args: list[Any] = [end, limit]
+        args: list[Any] = [end, limit + 1]
         if start is not None:
             args.append(start)
             where.append(f"a.due_at >= ${len(args)}")
         if executor_id is not None:
             args.append(executor_id)
             where.append(f"a.executor_id = ${len(args)}")
+        if after is not None:
+            args += [after.at, after.id]
+            where.append(f"(a.due_at, a.id) > (${len(args) - 1}, ${len(args)})")
         async with self._pool.acquire() as conn:
             rows = await conn.fetch(
                 f"""SELECT {store.SUMMARY_COLUMNS} {store.SUMMARY_FROM}
                     WHERE {' AND '.join(where)} ORDER BY a.due_at, a.id LIMIT $2""", *args)
-        return [store.summary_from_row(r) for r in rows]
+        items = [store.summary_from_row(r) for r in rows[:limit]]
+        last = items[-1] if len(rows) > limit else None
+        return Page(items, Cursor(last.due_at, last.id) if last and last.due_at else None)
 
     async def open_appeals_of_phone(self, phone: str, *, limit: int = 5) -> list[AppealSummary]:
         """:class:`~hotline.core.appeals.AppealLookup`: the caller's open appeals, newest
