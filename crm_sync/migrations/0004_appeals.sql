@@ -35,11 +35,15 @@ CREATE INDEX appeals_dup_point_idx ON appeals (category_id, latitude, longitude)
       AND status IN ('registered', 'routed', 'accepted', 'in_progress',
                      'needs_clarification', 'reopened');
 CREATE INDEX appeals_duplicate_of_idx ON appeals (duplicate_of) WHERE duplicate_of IS NOT NULL;
--- Keyset pages, newest first: an executor's list (everything, or the open part:
--- any set of open statuses, overdue), Open311 GET requests (all, or one service
--- code). Most appeals end closed, so the open part gets an index of its own.
+-- Keyset pages, newest first: an executor's list (everything; the open part, as
+-- a whole or one status; overdue), Open311 GET requests (all, or one service
+-- code). Most appeals end closed, so the open part gets indexes of its own.
 CREATE INDEX appeals_executor_page_idx ON appeals (executor_id, created_at DESC, id DESC);
 CREATE INDEX appeals_executor_open_page_idx ON appeals (executor_id, created_at DESC, id DESC)
+    WHERE status IN ('registered', 'routed', 'accepted', 'in_progress',
+                     'needs_clarification', 'reopened');
+CREATE INDEX appeals_executor_open_status_page_idx
+    ON appeals (executor_id, status, created_at DESC, id DESC)
     WHERE status IN ('registered', 'routed', 'accepted', 'in_progress',
                      'needs_clarification', 'reopened');
 CREATE INDEX appeals_page_idx ON appeals (created_at DESC, id DESC);
