@@ -46,7 +46,7 @@ from crm_sync.appeals.routing import RoutingQuery, choose  # noqa: E402
 from crm_sync.appeals.store import rules_for  # noqa: E402
 from crm_sync.db import create_pool, drop_database, ensure_database  # noqa: E402
 from crm_sync.migrate import migrate  # noqa: E402
-from crm_sync.taxonomy import seed_taxonomy  # noqa: E402
+from crm_sync.taxonomy import load_taxonomy, seed_taxonomy  # noqa: E402
 from hotline.core.appeals import (  # noqa: E402
     OPEN_STATUSES,
     Actor,
@@ -56,6 +56,7 @@ from hotline.core.appeals import (  # noqa: E402
 )
 from hotline.core.logs import configure_logging  # noqa: E402
 from hotline.devtools.embedded import astart_embedded_postgres  # noqa: E402
+from hotline.settings import CONFIG_DIR  # noqa: E402
 
 STREETS = [f"вул. Бенчмаркова {i}" for i in range(400)]
 OPERATOR = Actor(ActorKind.OPERATOR, "bench")
@@ -262,8 +263,8 @@ async def main() -> None:
     pool = await create_pool(url, max_size=args.concurrency + 2, command_timeout=600)
     try:
         await migrate(pool)
-        await seed_taxonomy(pool)
-        config = load_appeals_config(ROOT / "config")
+        await seed_taxonomy(pool, load_taxonomy(CONFIG_DIR))
+        config = load_appeals_config(CONFIG_DIR)
         await load_routing_config(pool, config.routing, config.settings)
         service = AppealsService(pool, calendar=config.calendar, settings=config.settings)
         await register_many(service, pool, args.appeals, args.concurrency)

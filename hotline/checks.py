@@ -11,6 +11,8 @@ What is checked:
   words (else it never gets a sound file); Asterisk's own sounds the menu
   plays must exist in the sandbox's sounds folder when there is one;
 - ``seed/*.csv``: the taxonomy, and that each sphere the catalogue names exists;
+- ``appeals.toml``, ``holidays.toml``, ``routing.toml``: the appeals' lifecycle,
+  working calendar and routing, and the codes they name against the taxonomy;
 - ``asterisk/etc``: the queues the generated ``queues.conf`` defines and the
   dialplan uses are the catalogue's, the production dialplan does not include
   the simulation, and every ``${HOTLINE_…}`` it reads is defined.
@@ -22,6 +24,7 @@ import dataclasses
 import re
 from pathlib import Path
 
+from crm_sync.appeals.config import check_appeals_config
 from crm_sync.taxonomy import check_taxonomy
 from hotline.core.problems import Problem
 from hotline.core.queues import CATALOGUE_FILE, QueueCatalogue, check_catalogue
@@ -85,11 +88,19 @@ def check_config(
         language = prompts.language if prompts is not None else language
     if asterisk_root is not None and (asterisk_root / SOUNDS).is_dir():
         found(_check_sounds(played, asterisk_root, language))
+    taxonomy = None
     if catalogue is not None:
-        found(check_taxonomy(config_dir, catalogue)[1])
+        taxonomy, more = check_taxonomy(config_dir, catalogue)
+        found(more)
         if asterisk_etc is not None and asterisk_etc.is_dir():
             default_queue = ivr.default_queue if ivr is not None else catalogue.catch_all
             found(check_asterisk(asterisk_etc, catalogue, default_queue), asterisk_etc)
+    found(check_appeals_config(
+        config_dir,
+        categories={c.code for c in taxonomy.categories} if taxonomy else None,
+        districts={d.code for d in taxonomy.districts} if taxonomy else None,
+        executors={e.code for e in taxonomy.executors} if taxonomy else None,
+    ))
     return problems
 
 

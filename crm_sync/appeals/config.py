@@ -17,9 +17,11 @@ from typing import Any
 
 from crm_sync.appeals.addresses import normalise_address
 from hotline.core.errors import ConfigError
+from hotline.core.problems import Problem
 from hotline.core.workdays import WorkingCalendar, calendar_from_config
 
-CONFIG_DIR = Path(__file__).resolve().parents[2] / "config"
+APPEALS_FILE, HOLIDAYS_FILE, ROUTING_FILE = "appeals.toml", "holidays.toml", "routing.toml"
+
 EXECUTOR_KINDS = ("district_admin", "housing_office", "utility", "city_department")
 
 
@@ -198,13 +200,65 @@ def parse_routing_config(data: Mapping[str, Any], source: str = "routing.toml") 
     return RoutingConfig(tuple(executors), tuple(rules), fallback_executor)
 
 
-def load_appeals_config(config_dir: Path = CONFIG_DIR) -> AppealsConfig:
+def load_appeals_config(config_dir: Path) -> AppealsConfig:
     """The three files of ``config_dir``; the routing file may be absent (no rules
     beyond the taxonomy seed, no fallback)."""
-    routing_path = config_dir / "routing.toml"
+    routing_path = config_dir / ROUTING_FILE
     return AppealsConfig(
-        settings=parse_appeals_settings(_read(config_dir / "appeals.toml")),
-        calendar=calendar_from_config(_read(config_dir / "holidays.toml")),
+        settings=parse_appeals_settings(_read(config_dir / APPEALS_FILE)),
+        calendar=calendar_from_config(_read(config_dir / HOLIDAYS_FILE)),
         routing=(parse_routing_config(_read(routing_path)) if routing_path.exists()
                  else RoutingConfig()),
     )
+
+
+def check_appeals_config(
+    config_dir: Path,
+    *,
+    categories: set[str] | None = None,
+    districts: set[str] | None = None,
+    executors: set[str] | None = None,
+) -> list[Problem]:
+    """``hotline check-config``'s part: each file parses, and the codes it names
+    exist (the taxonomy's categories, districts and executors, when given)."""
+    problems: list[Problem] = []
+    parsed: dict[str, Any] = {}
+    for name, parse in ((APPEALS_FILE, parse_appeals_settings),
+                        (HOLIDAYS_FILE, calendar_from_config),
+                        (ROUTING_FILE, parse_routing_config)):
+        if name == ROUTING_FILE and not (config_dir / name).exists():
+            continue
+        try:
+            parsed[name] = parse(_read(config_dir / name))
+        except ConfigError as exc:
+            reason = exc.message.removeprefix(f"{name}: ").removeprefix(f"{config_dir / name}: ")
+            problems.append(Problem(name, "", reason))
+    settings, routing = parsed.get(APPEALS_FILE), parsed.get(ROUTING_FILE)
+    if categories is not None and settings is not None:
+        problems += [Problem(APPEALS_FILE, f"sla.{code}", "unknown category")
+                     for code in settings.sla if code not in categories]
+    if routing is None:
+        return problems
+    known_executors = None if executors is None else executors | {
+        e.code for e in routing.executors}
+    for e in routing.executors:
+        if districts is not None and e.district is not None and e.district not in districts:
+            problems.append(Problem(ROUTING_FILE, f"executors.{e.code}.district",
+                                    f"unknown district {e.district!r}"))
+    for i, rule in enumerate(routing.rules):
+        if known_executors is not None and rule.executor not in known_executors:
+            problems.append(Problem(ROUTING_FILE, f"rules[{i}].executor",
+                                    f"unknown executor {rule.executor!r}"))
+        for code in rule.categories:
+            if categories is not None and code not in categories:
+                problems.append(Problem(ROUTING_FILE, f"rules[{i}].categories",
+                                        f"unknown category {code!r}"))
+        for code in rule.districts:
+            if districts is not None and code not in districts:
+                problems.append(Problem(ROUTING_FILE, f"rules[{i}].districts",
+                                        f"unknown district {code!r}"))
+    fallback = routing.fallback_executor
+    if known_executors is not None and fallback is not None and fallback not in known_executors:
+        problems.append(Problem(ROUTING_FILE, "fallback.executor",
+                                f"unknown executor {fallback!r}"))
+    return problems

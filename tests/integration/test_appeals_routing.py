@@ -24,7 +24,7 @@ from tests.support.appeals import (
     make_service,
 )
 from tests.support.databases import MakeDatabase
-from tests.support.paths import REPO_ROOT
+from tests.support.paths import CONFIG_DIR
 
 S = AppealStatus
 
@@ -173,7 +173,7 @@ async def test_admin_edits_survive_a_reload_and_dropped_rules_are_switched_off(
     make_database: MakeDatabase,
 ) -> None:
     async with appeals_case_store(make_database, "appeals_rules") as pool:
-        config = load_appeals_config(REPO_ROOT / "config")
+        config = load_appeals_config(CONFIG_DIR)
         admin = RoutingAdmin(pool)
         with pytest.raises(Forbidden):
             await admin.save_rule(OPERATOR, executor="kyivavtodor", category="asphalt_repair",

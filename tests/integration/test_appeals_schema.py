@@ -17,10 +17,11 @@ from crm_sync.appeals import NewAppeal
 from crm_sync.db import connect
 from crm_sync.migrate import MIGRATIONS_DIR, migrate
 from hotline.core.appeals import TRANSITIONS, AppealStatus, Channel
-from tests.integration.test_cli import assert_one_error_line, run_hotline
+from tests.integration.test_cli import assert_one_error_line
 from tests.support.appeals import OPERATOR, Clock, appeals_case_store, house, make_service
+from tests.support.cli import run_hotline
 from tests.support.databases import MakeDatabase
-from tests.support.paths import REPO_ROOT
+from tests.support.paths import CONFIG_DIR
 
 
 @pytest_asyncio.fixture(scope="module", loop_scope="session")
@@ -121,7 +122,7 @@ async def test_a_bad_routing_file_stops_migrate_with_one_line(
     make_database: MakeDatabase, tmp_path: Path
 ) -> None:
     config = tmp_path / "config"
-    shutil.copytree(REPO_ROOT / "config", config)
+    shutil.copytree(CONFIG_DIR, config)
     routing = (config / "routing.toml").read_text()
     (config / "routing.toml").write_text(
         routing.replace('executor = "kyivavtodor"', 'executor = "kyivavtodr"'))

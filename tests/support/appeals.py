@@ -15,10 +15,10 @@ import asyncpg
 from crm_sync.appeals import AppealsService, load_appeals_config, load_routing_config
 from crm_sync.db import create_pool
 from crm_sync.migrate import migrate
-from crm_sync.taxonomy import seed_taxonomy
+from crm_sync.taxonomy import load_taxonomy, seed_taxonomy
 from hotline.core.appeals import Actor, ActorKind
 from tests.support.databases import MakeDatabase
-from tests.support.paths import REPO_ROOT
+from tests.support.paths import CONFIG_DIR
 
 OPERATOR = Actor(ActorKind.OPERATOR, "operator1")
 ADMIN = Actor(ActorKind.ADMIN, "admin1")
@@ -56,8 +56,8 @@ async def appeals_case_store(make_database: MakeDatabase, label: str) -> AsyncIt
     pool = await create_pool(url, max_size=20)
     try:
         await migrate(pool)
-        await seed_taxonomy(pool)
-        config = load_appeals_config(REPO_ROOT / "config")
+        await seed_taxonomy(pool, load_taxonomy(CONFIG_DIR))
+        config = load_appeals_config(CONFIG_DIR)
         await load_routing_config(pool, config.routing, config.settings)
         yield pool
     finally:
@@ -83,5 +83,5 @@ class Ids:
 
 
 def make_service(pool: asyncpg.Pool, clock: Clock) -> AppealsService:
-    config = load_appeals_config(REPO_ROOT / "config")
+    config = load_appeals_config(CONFIG_DIR)
     return AppealsService(pool, calendar=config.calendar, settings=config.settings, clock=clock)

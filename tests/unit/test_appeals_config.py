@@ -13,12 +13,12 @@ from crm_sync.appeals.config import (
 )
 from crm_sync.taxonomy import load_taxonomy
 from hotline.core.errors import ConfigError
-from tests.support.paths import REPO_ROOT
+from tests.support.paths import CONFIG_DIR
 
 
 def test_the_shipped_files_parse_and_name_known_codes() -> None:
-    config = load_appeals_config(REPO_ROOT / "config")
-    tax = load_taxonomy()
+    config = load_appeals_config(CONFIG_DIR)
+    tax = load_taxonomy(CONFIG_DIR)
     categories = {c.code for c in tax.categories}
     districts = {d.code for d in tax.districts}
     executors = {e.code for e in tax.executors} | {e.code for e in config.routing.executors}

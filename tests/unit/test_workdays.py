@@ -10,11 +10,11 @@ import pytest
 
 from hotline.core.errors import ConfigError
 from hotline.core.workdays import WorkingCalendar, calendar_from_config, orthodox_easter
-from tests.support.paths import REPO_ROOT as PROJECT_ROOT
+from tests.support.paths import CONFIG_DIR
 
 
 def shipped() -> WorkingCalendar:
-    with (PROJECT_ROOT / "config" / "holidays.toml").open("rb") as fh:
+    with (CONFIG_DIR / "holidays.toml").open("rb") as fh:
         return calendar_from_config(tomllib.load(fh))
 
 
@@ -56,7 +56,7 @@ def test_kyiv_holidays_and_their_weekend_transfer() -> None:
 
 
 def test_martial_law_switch_makes_holidays_working_days() -> None:
-    data = tomllib.loads((PROJECT_ROOT / "config" / "holidays.toml").read_text())
+    data = tomllib.loads((CONFIG_DIR / "holidays.toml").read_text())
     cal = calendar_from_config({**data, "observe_public_holidays": False})
     assert cal.is_working_day(d("2026-08-24"))
     assert cal.add_working_days(d("2026-08-21"), 1) == d("2026-08-24")
