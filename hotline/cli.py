@@ -372,6 +372,7 @@ async def _demo(args: argparse.Namespace, settings: Settings) -> int:
 
 
 async def _run_demo(args: argparse.Namespace, settings: Settings, log_path: Path | None) -> int:
+    from crm_sync.appeals import load_appeals_config, load_routing_config
     from crm_sync.migrate import migrate
     from crm_sync.people import upsert_operator
     from crm_sync.taxonomy import load_taxonomy, seed_taxonomy
@@ -386,6 +387,7 @@ async def _run_demo(args: argparse.Namespace, settings: Settings, log_path: Path
     settings.ami.secret = settings.ami.secret or values["ami_secret"]
     spec = sandbox_spec(settings)
     taxonomy, queues = load_taxonomy(spec.config_dir), load_catalogue(spec.config_dir)
+    appeals_config = load_appeals_config(spec.config_dir)
     stop = _stop_event()
     started_at = datetime.now(UTC)
     if log_path is not None:
@@ -398,6 +400,7 @@ async def _run_demo(args: argparse.Namespace, settings: Settings, log_path: Path
         cleanup.push_async_callback(backends.close)
         await migrate(backends.pool)
         await seed_taxonomy(backends.pool, taxonomy)
+        await load_routing_config(backends.pool, appeals_config.routing, appeals_config.settings)
         await upsert_operator(
             backends.pool, "supervisor", "Черговий супервізор", "supervisor",
             values["supervisor_password"],
