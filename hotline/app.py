@@ -19,6 +19,7 @@ import asyncpg
 import redis.asyncio as aioredis
 from aiohttp import web
 
+from crm_sync.appeals import AppealsService, load_appeals_config
 from crm_sync.call_store import (
     PostgresCallStore,
     PostgresIvrJournal,
@@ -50,6 +51,7 @@ from hotline.settings import (
     read_or_create_secrets,
 )
 from hotline.web.app import build_web_app
+from hotline.web.common import APPEALS
 from hotline.web.ops import MetricsAccess
 from hotline.web.options import WebOptions
 from ivr.flows import build_routes
@@ -338,6 +340,9 @@ async def _start_web(service: HotlineService) -> None:
         readiness=service.readiness,
         metrics_access=MetricsAccess.parse(s.web.metrics_allow, s.web.metrics_token),
     )
+    appeals = await asyncio.to_thread(load_appeals_config, s.config_path)
+    app[APPEALS] = AppealsService(service.backends.pool, calendar=appeals.calendar,
+                                  settings=appeals.settings)
     service.web_runner = web.AppRunner(app, access_log=None)
     await service.web_runner.setup()
     service.on_stop("web", service.web_runner.cleanup)

@@ -1,5 +1,5 @@
 """The ``hotline`` command: run, migrate, demo, asterisk up|down|status, user add|deactivate,
-config, check-config.
+apikey add|revoke|list, config, check-config.
 
 Expected failures (a bad setting, a database or Redis that is not there, an
 AMI that refuses the login, a sandbox that cannot start) end with one line
@@ -80,6 +80,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="environment variable holding the password (asked for when unset)",
     )
 
+    apikey = sub.add_parser("apikey", help="api keys of the Open311 intake channels")
+    apikey.add_argument("action", choices=("add", "revoke", "list"))
+    apikey.add_argument("target", nargs="?", help="add: the channel (web, mobile, facebook, "
+                        "gov_contact_centre); revoke: the key's id")
+    apikey.add_argument("--label", default="", help="for add: whose key it is")
+
     sub.add_parser("config", help="print the effective settings (secrets hidden)")
     sub.add_parser(
         "check-config",
@@ -140,6 +146,8 @@ def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
         return asyncio.run(_user_deactivate(args, settings))
     if args.command == "user":
         return asyncio.run(_user_add(args, settings))
+    if args.command == "apikey":
+        return asyncio.run(_apikey(args, settings))
     if args.command == "run":
         if "ami" in settings.service.roles:
             _fill_ami_secret(settings)
@@ -284,6 +292,40 @@ async def _user_deactivate(args: argparse.Namespace, settings: Settings) -> int:
     if not found:
         raise PersonError(f"login: no such user {args.login!r}")
     print(f"user {args.login} deactivated")
+    return 0
+
+
+async def _apikey(args: argparse.Namespace, settings: Settings) -> int:
+    """``add CHANNEL`` prints the new key once (only its hash is kept); ``revoke ID``
+    refuses it from the next request on; ``list`` shows ids, channels and prefixes."""
+    from crm_sync.migrate import migrate
+    from crm_sync.open311_keys import create_key, list_keys, revoke_key
+    from hotline.app import open_database
+
+    if args.action != "list" and not args.target:
+        raise SettingsError(f"apikey {args.action}: say which "
+                            f"{'channel' if args.action == 'add' else 'key id'}")
+    if args.action == "revoke" and not args.target.isdigit():
+        raise SettingsError(f"apikey revoke: a key id (see `hotline apikey list`), "
+                            f"got {args.target!r}")
+    database = await open_database(settings, keep_embedded=True)
+    try:
+        await migrate(database.pool)
+        if args.action == "add":
+            new = await create_key(database.pool, args.target, label=args.label,
+                                   created_by=getpass.getuser())
+            print(f"api key {new.key.id} for channel {new.key.channel.value} "
+                  "(shown once; only its hash is kept):", file=sys.stderr)
+            print(new.secret)
+        elif args.action == "revoke":
+            key = await revoke_key(database.pool, int(args.target))
+            print(f"api key {key.id} ({key.channel.value}, {key.prefix}…) revoked")
+        else:
+            for key in await list_keys(database.pool):
+                state = f"revoked {key.revoked_at:%Y-%m-%d}" if key.revoked_at else "active"
+                print(f"{key.id}\t{key.channel.value}\t{key.prefix}…\t{state}\t{key.label}")
+    finally:
+        await database.close()
     return 0
 
 

@@ -16,6 +16,7 @@ import asyncpg
 import redis.asyncio as aioredis
 from aiohttp import web
 
+from crm_sync.appeals import AppealsService
 from crm_sync.people import PasswordChecker
 from hotline.core.errors import HotlineError
 from hotline.core.people import Principal
@@ -29,6 +30,8 @@ REDIS = web.AppKey("redis", aioredis.Redis)
 SESSIONS = web.AppKey("sessions", SessionStore)
 OPTIONS = web.AppKey("options", WebOptions)
 PASSWORDS = web.AppKey("passwords", PasswordChecker)
+#: The appeals service (set by the composition root; the Open311 intake and the portal use it).
+APPEALS = web.AppKey("appeals", AppealsService)
 #: Signs CSRF tokens (derived from the session key, never the key itself).
 CSRF_KEY = web.AppKey("csrf_key", bytes)
 ROUTE_ROLES: web.AppKey[dict[str, tuple[str, ...]]] = web.AppKey("route_roles", dict)

@@ -47,6 +47,12 @@ SECURITY_HEADERS = {
 }
 HSTS = "max-age=31536000"
 
+#: Routes whose clients are servers authenticated by an ``api_key`` in the request
+#: (Open311). They read no cookie, so another site's page has nothing ambient to
+#: borrow there, and a CSRF token (bound to a cookie) cannot be asked of them. Matched
+#: on the route that answers (not on the raw path), so no other route is spared.
+API_KEY_ROUTES = ("/open311/v2/",)
+
 _NEW_NONCE: Any = web.RequestKey("csrf_nonce", str) if hasattr(web, "RequestKey") else "csrf_nonce"
 log = get_logger("hotline.web.guard")
 
@@ -170,11 +176,16 @@ async def guard_middleware(request: web.Request, handler: Handler) -> web.Stream
             raise OriginRefused("requests from another site are not accepted")
         if request.headers.get("Sec-Fetch-Site", "").lower() == "cross-site":
             raise OriginRefused("requests from another site are not accepted")
-    if request.method not in SAFE_METHODS:
+    if request.method not in SAFE_METHODS and not _api_key_route(request):
         if not _csrf_ok(request, await _submitted_token(request)):
             log.info("web_csrf_refused", path=request.path, client=client_address(request))
             raise CsrfFailed("The form has expired; please reload the page and try again.")
     return await handler(request)
+
+
+def _api_key_route(request: web.Request) -> bool:
+    resource = request.match_info.route.resource
+    return resource is not None and resource.canonical.startswith(API_KEY_ROUTES)
 
 
 async def add_security_headers(request: web.Request, response: web.StreamResponse) -> None:
