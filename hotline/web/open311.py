@@ -28,7 +28,6 @@ import hashlib
 import json
 import urllib.parse
 from collections.abc import Mapping
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -107,30 +106,30 @@ def _problem_answer(request: web.Request, problem: Open311Problem) -> web.Respon
                         status=problem.status, content_type=JSON_TYPE)
 
 
-@dataclass(frozen=True)
-class Methods:
+def by_method(methods: Mapping[str, Handler]) -> Handler:
     """One path's handlers by method: any other method gets 405 in the standard's
-    error form (the OpenAPI test reads ``methods``)."""
+    error form. The table stays readable as ``.methods`` (the OpenAPI test reads it)."""
 
-    methods: Mapping[str, Handler]
-
-    async def __call__(self, request: web.Request) -> web.StreamResponse:
-        handler = self.methods.get(request.method)
+    async def dispatch(request: web.Request) -> web.StreamResponse:
+        handler = methods.get(request.method)
         try:
             if handler is None:
                 raise Open311Problem(405, f"method {request.method} not allowed here; "
-                                          f"use {', '.join(self.methods)}")
+                                          f"use {', '.join(methods)}")
             _format(request)
             return await handler(request)
         except Open311Problem as problem:
             response = _problem_answer(request, problem)
             if problem.status == 405:
-                response.headers["Allow"] = ", ".join(self.methods)
+                response.headers["Allow"] = ", ".join(methods)
             return response
         except web.HTTPRequestEntityTooLarge:
             return _problem_answer(request, Open311Problem(413, "the body is too large"))
         except HotlineError as error:
             return _problem_answer(request, Open311Problem(error.http_status, error.message))
+
+    setattr(dispatch, "methods", dict(methods))  # noqa: B010 (a function's attribute)
+    return dispatch
 
 
 # --- reading the request -----------------------------------------------------------------
@@ -428,10 +427,10 @@ async def get_token(request: web.Request) -> web.Response:
 
 
 ROUTES = [
-    Route("*", f"{PREFIX}/services.{{format}}", Methods({"GET": get_services}), None),
-    Route("*", f"{PREFIX}/services/{{code}}.{{format}}", Methods({"GET": get_service}), None),
+    Route("*", f"{PREFIX}/services.{{format}}", by_method({"GET": get_services}), None),
+    Route("*", f"{PREFIX}/services/{{code}}.{{format}}", by_method({"GET": get_service}), None),
     Route("*", f"{PREFIX}/requests.{{format}}",
-          Methods({"GET": get_requests, "POST": post_request}), None),
-    Route("*", f"{PREFIX}/requests/{{id}}.{{format}}", Methods({"GET": get_request}), None),
-    Route("*", f"{PREFIX}/tokens/{{token}}.{{format}}", Methods({"GET": get_token}), None),
+          by_method({"GET": get_requests, "POST": post_request}), None),
+    Route("*", f"{PREFIX}/requests/{{id}}.{{format}}", by_method({"GET": get_request}), None),
+    Route("*", f"{PREFIX}/tokens/{{token}}.{{format}}", by_method({"GET": get_token}), None),
 ]

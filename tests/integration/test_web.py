@@ -39,7 +39,11 @@ from tests.support.web import (
 )
 
 #: Routes anyone may reach, on purpose.
-PUBLIC = {"/login", "/healthz", "/readyz", "/metrics", "/static"}
+PUBLIC = {"/login", "/healthz", "/readyz", "/metrics", "/static", "/openapi.json",
+          # Open311: clients are servers with an api_key, checked by the handlers
+          "/open311/v2/services.{format}", "/open311/v2/services/{code}.{format}",
+          "/open311/v2/requests.{format}", "/open311/v2/requests/{id}.{format}",
+          "/open311/v2/tokens/{token}.{format}"}
 #: Every route that needs a session, and how a request without one is turned away.
 PROTECTED: list[tuple[str, str, str]] = [
     ("GET", "/", "page"),
