@@ -340,9 +340,10 @@ async def _start_web(service: HotlineService) -> None:
         readiness=service.readiness,
         metrics_access=MetricsAccess.parse(s.web.metrics_allow, s.web.metrics_token),
     )
-    appeals = await asyncio.to_thread(load_appeals_config, s.config_path)
-    app[APPEALS] = AppealsService(service.backends.pool, calendar=appeals.calendar,
-                                  settings=appeals.settings)
+    appeals_config = await asyncio.to_thread(load_appeals_config, s.config_path)
+    appeals = AppealsService(service.backends.pool, calendar=appeals_config.calendar,
+                             settings=appeals_config.settings)
+    app[APPEALS] = appeals
     service.web_runner = web.AppRunner(app, access_log=None)
     await service.web_runner.setup()
     service.on_stop("web", service.web_runner.cleanup)

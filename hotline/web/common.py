@@ -30,7 +30,6 @@ REDIS = web.AppKey("redis", aioredis.Redis)
 SESSIONS = web.AppKey("sessions", SessionStore)
 OPTIONS = web.AppKey("options", WebOptions)
 PASSWORDS = web.AppKey("passwords", PasswordChecker)
-#: The appeals service (set by the composition root; the Open311 intake and the portal use it).
 APPEALS = web.AppKey("appeals", AppealsService)
 #: Signs CSRF tokens (derived from the session key, never the key itself).
 CSRF_KEY = web.AppKey("csrf_key", bytes)
