@@ -455,3 +455,20 @@ async def test_openapi_document_describes_every_route(
     assert documented_operations(served) == app_operations(app)
     assert ("POST", f"{BASE}/requests.{{format}}") in app_operations(app)
     assert served == document()
+
+
+async def test_a_second_report_of_one_problem_is_linked_and_says_so(
+    client: Client, key: str
+) -> None:
+    spot = place()
+    first = await (await client.post(f"{BASE}/requests.json", data=report(key, **spot))).json()
+    response = await client.post(f"{BASE}/requests.json",
+                                 data=report(key, **spot, phone="+380671112233"))
+    assert response.status == 201
+    [second] = await response.json()
+    primary = first[0]["service_request_id"]
+    assert second["service_request_id"] != primary
+    assert primary in second["service_notice"]
+    [request] = await (await client.get(f"{BASE}/requests/{second['service_request_id']}.json",
+                                        params={"api_key": key})).json()
+    assert (request["status"], request["status_notes"]) == ("closed", f"duplicate of {primary}")
