@@ -139,6 +139,8 @@ class EmbeddedPostgres:
         """This process is done with the server: stop it, unless another live
         process (say ``hotline run --role agi`` beside ``--role ami,web``) still
         uses the same data directory. Blocking."""
+        if not self.data_dir.exists():
+            return  # removed with its server, e.g. a test's scratch folder
         with _locked(self.data_dir):
             others = [pid for pid in _read_users(self.data_dir)
                       if pid != os.getpid() and pid_alive(pid)]
@@ -428,8 +430,9 @@ def _write_hba(pg: EmbeddedPostgres) -> None:
     fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
     with os.fdopen(fd, "w") as out:
         out.write(PG_HBA)
-        if pg.account is not None:
-            os.fchown(out.fileno(), pg.account.pw_uid, pg.account.pw_gid)
+        if pg.account is not None:  # the data directory's owner: the running server's user
+            owner = pg.data_dir.stat()
+            os.fchown(out.fileno(), owner.st_uid, owner.st_gid)
     temporary.replace(path)
 
 
@@ -485,13 +488,15 @@ def _tail(text: str) -> str:
     return re.sub(r"SCRAM-SHA-256\$\S+", "***", " ".join(text.split())[-500:])
 
 
-def _psql(pg: EmbeddedPostgres, sql: str, database: str = "postgres") -> str:
+def _psql(pg: EmbeddedPostgres, sql: str, database: str = "postgres", *,
+          password: bool = True) -> str:
     """One statement through the socket, the password in the environment (never argv)."""
-    env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "PGPASSWORD": pg.password,
-           "PGCONNECT_TIMEOUT": "10"}
+    env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "PGCONNECT_TIMEOUT": "10"}
+    if password:
+        env["PGPASSWORD"] = pg.password
     try:
         done = subprocess.run(
-            [str(_pg_bin() / "psql"), "-X", "-q", "-t", "-A", "-v", "ON_ERROR_STOP=1",
+            [str(_pg_bin() / "psql"), "-X", "-w", "-q", "-t", "-A", "-v", "ON_ERROR_STOP=1",
              "-h", str(pg.socket_dir), "-U", POSTGRES_SUPERUSER, "-d", database, "-f", "-"],
             input=sql, env=env, capture_output=True, text=True, timeout=60, check=False,
         )
@@ -515,6 +520,20 @@ def _convert_running(pg: EmbeddedPostgres) -> None:
     _psql(pg, f"ALTER ROLE {POSTGRES_SUPERUSER} PASSWORD '{scram_verifier(pg.password)}'")
     _write_hba(pg)
     _psql(pg, "SELECT pg_reload_conf()")
+    # The postmaster rereads the file when it gets to the signal, and keeps the old
+    # rules if it cannot read the new ones: done only once trust is really gone.
+    deadline = time.monotonic() + 10
+    while True:
+        try:
+            _psql(pg, "SELECT 1", password=False)
+        except EmbeddedServiceError:
+            return
+        if time.monotonic() > deadline:
+            raise EmbeddedServiceError(
+                f"the PostgreSQL running on {pg.data_dir} still lets clients in without "
+                f"a password after reloading pg_hba.conf; see {pg.data_dir / _PG_LOG}"
+            )
+        time.sleep(0.05)
 
 
 def _create_database_if_missing(pg: EmbeddedPostgres, database: str) -> None:
