@@ -116,8 +116,11 @@ async def open_database(settings: Settings, *, keep_embedded: bool = False) -> D
     url = settings.database.url
     embedded: EmbeddedPostgres | None = None
     if not url:
+        # Not in the data directory: every process sharing the server reads it, the
+        # server's own user must not.
         embedded = await asyncio.to_thread(
-            start_embedded_postgres, settings.state_path / "postgres"
+            start_embedded_postgres, settings.state_path / "postgres",
+            secrets_file=settings.state_path / "secrets" / "postgres.toml",
         )
         url = embedded.url
     try:

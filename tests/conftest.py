@@ -9,7 +9,9 @@ uniquely named databases, dropped at the end.
 Server data lives in ``tempfile.mkdtemp`` folders, NOT under pytest's
 ``tmp_path``: another pytest session starting meanwhile (engineers run tests in
 parallel) resets ``/tmp/pytest-of-<user>`` to mode 0700, which locks out the
-``embedded_postgres`` system user, and prunes older session folders.
+embedded PostgreSQL's system user, and prunes older session folders. The embedded
+PostgreSQL asks for a password (kept in ``<folder>/secrets/postgres.toml``), which
+its URLs carry.
 """
 
 from __future__ import annotations
