@@ -569,7 +569,7 @@ class EmbeddedRedis:
 
     process: subprocess.Popen[bytes]
     run_dir: Path
-    password: str
+    password: str = field(repr=False)  # a repr ends up in logs and tracebacks
 
     @property
     def socket_path(self) -> Path:

@@ -168,3 +168,12 @@ async def test_service_backends_use_the_password_from_the_secrets_dir(
         await wrong.aclose()
     finally:
         await backends.close()
+
+
+def test_the_server_handle_never_shows_its_password(scratch_dir: Path) -> None:
+    """A handle's repr lands in logs and tracebacks: the password must not."""
+    server = start_embedded_redis(scratch_dir, password="p" * 24)
+    try:
+        assert "p" * 24 not in repr(server)
+    finally:
+        server.stop()
