@@ -27,7 +27,7 @@ from typing import Any
 import asyncpg
 
 from hotline.core.errors import InvalidInput, UnavailableError
-from hotline.core.people import ROLES, Principal
+from hotline.core.people import EXECUTOR, ROLES, Principal
 
 _N, _R, _P = 2**14, 8, 1
 
@@ -83,10 +83,15 @@ async def upsert_operator(
     role: str,
     password: str,
     interface: str | None = None,
+    executor: str | int | None = None,
 ) -> None:
-    """Create the person or reset their password and role."""
+    """Create the person or reset their password and role. An executor's user belongs
+    to an organisation (``executor``: its code or id; without one the portal shows
+    them nothing); nobody else has one."""
     if role not in ROLES:
         raise PersonError(f"role: expected one of {', '.join(ROLES)}, got {role!r}")
+    if executor is not None and role != EXECUTOR:
+        raise PersonError(f"executor: only an executor's user has an organisation, not a {role}")
     if not is_valid_login(login):
         raise PersonError(
             f"login: 1 to {MAX_LOGIN} letters, digits, '.', '-' and '_' only, got {login!r}"
@@ -101,15 +106,18 @@ async def upsert_operator(
         password_hash = await asyncio.to_thread(hash_password, password)
     except UnicodeEncodeError:
         raise PersonError("password: not valid text") from None
-    # A reset (new password, maybe a new role) ends the sessions made before it.
+    executor_id = await _executor_id(pool, executor) if executor is not None else None
+    # A reset (new password, maybe a new role or organisation) ends the sessions made before it.
     await pool.execute(
         """
-        INSERT INTO operators (login, display_name, role, password_hash, queue_interface, active)
-        VALUES ($1, $2, $3, $4, $5, true)
+        INSERT INTO operators (login, display_name, role, password_hash, queue_interface, active,
+                               executor_id)
+        VALUES ($1, $2, $3, $4, $5, true, $6)
         ON CONFLICT (login) DO UPDATE
            SET display_name = EXCLUDED.display_name, role = EXCLUDED.role,
                password_hash = EXCLUDED.password_hash,
                queue_interface = COALESCE(EXCLUDED.queue_interface, operators.queue_interface),
+               executor_id = EXCLUDED.executor_id,
                active = true, session_epoch = operators.session_epoch + 1
         """,
         login,
@@ -117,7 +125,30 @@ async def upsert_operator(
         role,
         password_hash,
         interface,
+        executor_id,
     )
+
+
+async def _executor_id(pool: asyncpg.Pool, executor: str | int) -> int:
+    """The id of an active executor organisation given by code or id."""
+    text = str(executor).strip()
+    row_id: int | None = await pool.fetchval(
+        "SELECT id FROM executors WHERE active AND (code = $1 OR id = $2::int)",
+        text, int(text) if text.isdigit() and len(text) < 10 else None,
+    )
+    if row_id is None:
+        raise PersonError(f"executor: no active executor organisation {text!r}")
+    return row_id
+
+
+async def executor_of(pool: asyncpg.Pool, login: str) -> int | None:
+    """The organisation of an active executor's user, read on every request so that a
+    move to another organisation takes effect at once (None: not an executor's user)."""
+    value: int | None = await pool.fetchval(
+        "SELECT executor_id FROM operators WHERE login = $1 AND active AND role = 'executor'",
+        login,
+    )
+    return value
 
 
 async def deactivate_person(pool: asyncpg.Pool, login: str) -> bool:

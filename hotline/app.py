@@ -35,7 +35,8 @@ from cti_bridge.ami_client import AmiClient
 from cti_bridge.call_tracker import CallTracker
 from cti_bridge.service import CtiService
 from hotline.core import health, metrics
-from hotline.core.errors import UnavailableError
+from hotline.core.aio import cancel_and_wait
+from hotline.core.errors import HotlineError, UnavailableError
 from hotline.core.logs import get_logger
 from hotline.devtools.embedded import (
     EmbeddedPostgres,
@@ -352,6 +353,28 @@ async def _start_web(service: HotlineService) -> None:
     service.on_stop("web", service.web_runner.cleanup)
     await web.TCPSite(service.web_runner, s.web.host, s.web.port).start()
     log.info("web_listening", url=service.web_url)
+    closer = asyncio.create_task(_close_settled_appeals(appeals), name="appeals-close-settled")
+    service.on_stop("appeals_close_settled", lambda: cancel_and_wait(closer))
+
+
+#: How often the web role closes settled appeals whose reopening period is over.
+CLOSE_SETTLED_EVERY_SECONDS = 3600.0
+
+
+async def _close_settled_appeals(
+    appeals: AppealsService, every: float = CLOSE_SETTLED_EVERY_SECONDS
+) -> None:
+    """Every web process runs it: each appeal is closed under its row lock, so two
+    processes at once close nothing twice. A failure waits for the next round."""
+    while True:
+        try:
+            closed = await appeals.close_settled()
+        except (HotlineError, OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+            log.warning("appeals_close_settled_failed", error=f"{type(exc).__name__}: {exc}")
+        else:
+            if closed:
+                log.info("appeals_closed_settled", closed=closed)
+        await asyncio.sleep(every)
 
 
 #: Every role a process can run: adding one is one entry here and its name in

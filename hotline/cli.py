@@ -75,6 +75,7 @@ def build_parser() -> argparse.ArgumentParser:
     user.add_argument("login")
     user.add_argument("--role", help="for add: operator, supervisor, admin, …")
     user.add_argument("--name", default="")
+    user.add_argument("--executor", help="for add --role executor: the organisation's code or id")
     user.add_argument(
         "--password-env", default="HOTLINE_NEW_PASSWORD",
         help="environment variable holding the password (asked for when unset)",
@@ -266,12 +267,15 @@ async def _user_add(args: argparse.Namespace, settings: Settings) -> int:
 
     if not args.role:
         raise SettingsError("user add: --role is required")
+    if args.role == "executor" and not args.executor:
+        raise SettingsError("user add: --executor CODE is required for --role executor")
     password = os.environ.get(args.password_env) or getpass.getpass(f"password for {args.login}: ")
     database = await open_database(settings, keep_embedded=True)
     try:
         await migrate(database.pool)  # a fresh install: people before the first `run`
         await upsert_operator(
-            database.pool, args.login, args.name or args.login, args.role, password
+            database.pool, args.login, args.name or args.login, args.role, password,
+            executor=args.executor,
         )
     finally:
         await database.close()
@@ -398,6 +402,24 @@ async def _print_demo_status(
         print(await _demo_status(pool, queue_summary, since), flush=True)
 
 
+#: The demo's executor user: (login, organisation, display name).
+DEMO_EXECUTOR = ("executor.pecherskyi", "rda_pecherskyi", "Печерська РДА, диспетчер")
+
+
+async def _seed_demo_executor(pool: asyncpg.Pool, settings: Settings) -> str:
+    """A user of a district administration for the executor portal; their password is
+    generated once into the secrets directory."""
+    from crm_sync.people import upsert_operator
+
+    values = await asyncio.to_thread(
+        read_or_create_secrets, settings.state_path / "secrets" / "demo-executor.toml",
+        lambda: {"password": secrets.token_urlsafe(12)},
+    )
+    login, executor, name = DEMO_EXECUTOR
+    await upsert_operator(pool, login, name, "executor", values["password"], executor=executor)
+    return values["password"]
+
+
 async def _demo(args: argparse.Namespace, settings: Settings) -> int:
     log_path: Path | None = None
     log_file: TextIO | None = None
@@ -447,6 +469,7 @@ async def _run_demo(args: argparse.Namespace, settings: Settings, log_path: Path
             backends.pool, "supervisor", "Черговий супервізор", "supervisor",
             values["supervisor_password"],
         )
+        executor_password = await _seed_demo_executor(backends.pool, settings)
         service = HotlineService(settings, backends)
         cleanup.push_async_callback(service.stop)
         await service.start()
@@ -472,6 +495,8 @@ async def _run_demo(args: argparse.Namespace, settings: Settings, log_path: Path
             "\nHotline 1551 demo is running.\n"
             f"  wallboard:  {service.web_url}  (login: supervisor, password: "
             f"{values['supervisor_password']})\n"
+            f"  executors:  {service.web_url}executor  (login: {DEMO_EXECUTOR[0]}, password: "
+            f"{executor_password})\n"
             f"  Asterisk:   AMI 127.0.0.1:{spec.ami_port}, queue_log {spec.queue_log}\n"
             f"  FastAGI:    {settings.agi.host}:{settings.agi.port}\n"
             f"  traffic:    {args.calls_per_minute:g} calls/min, {args.operators} operators\n"

@@ -173,6 +173,8 @@ class AppealFilter:
     created_to: datetime | None = None
     overdue_at: datetime | None = None  # only appeals on the clock and past due at this time
     include_duplicates: bool = True
+    #: words that must all occur in the address or text, any case (trigram index, 0006)
+    search: str = ""
 
 
 @dataclass(frozen=True)
@@ -931,6 +933,8 @@ class AppealsService:
             where.append(f"a.due_at < {arg(flt.overdue_at)} AND {_status_in(SLA_STATUSES)}")
         if not flt.include_duplicates:
             where.append("a.duplicate_of IS NULL")
+        for word in search_words(flt.search):
+            where.append(f"(a.address || ' ' || a.text) ILIKE {arg(_like_pattern(word))}")
         if after is not None:
             where.append(f"(a.created_at, a.id) < ({arg(after.at)}, {arg(after.id)})")
         sql = (f"SELECT {store.SUMMARY_COLUMNS} {store.SUMMARY_FROM} "
@@ -1060,6 +1064,28 @@ def _status_in(statuses: frozenset[AppealStatus]) -> str:
     if not values:
         return "false"
     return "a.status IN (" + ", ".join(f"'{v}'" for v in values) + ")"
+
+
+MAX_SEARCH = 200
+MAX_SEARCH_WORDS = 8
+
+
+def search_words(search: str) -> list[str]:
+    """The words of a search box; the error names the field when it is too much."""
+    search = (search or "").strip()
+    if len(search) > MAX_SEARCH:
+        raise InvalidInput(f"search: at most {MAX_SEARCH} characters", details={"field": "search"})
+    words = search.split()
+    if len(words) > MAX_SEARCH_WORDS:
+        raise InvalidInput(f"search: at most {MAX_SEARCH_WORDS} words",
+                           details={"field": "search"})
+    return words
+
+
+def _like_pattern(word: str) -> str:
+    # what the person typed is matched literally: % and _ are not wildcards for them
+    escaped = word.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    return f"%{escaped}%"
 
 
 def statuses_of(names: Sequence[str]) -> frozenset[AppealStatus]:

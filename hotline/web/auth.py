@@ -31,7 +31,7 @@ from crm_sync.people import (
 )
 from hotline.core.errors import Forbidden, HotlineError, NotSignedIn, UnavailableError
 from hotline.core.logs import get_logger
-from hotline.core.people import EVERYONE, WATCHERS, Principal
+from hotline.core.people import EVERYONE, EXECUTOR, WATCHERS, Principal
 from hotline.web.common import (
     PASSWORDS,
     POOL,
@@ -253,6 +253,8 @@ async def home(request: web.Request) -> web.Response:
     who = principal(request)
     if who.role in WATCHERS:
         raise web.HTTPFound("/wallboard")
+    if who.role == EXECUTOR:
+        raise web.HTTPFound("/executor")
     return html_response(message_page(request, "1551", _NOTHING_YET_TEXT, who))
 
 
