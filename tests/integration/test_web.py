@@ -53,6 +53,13 @@ PROTECTED: list[tuple[str, str, str]] = [
     ("GET", "/api/stats/today", "api"),
     ("GET", "/api/queues", "api"),
     ("GET", "/ws/live", "api"),
+    ("GET", "/executor", "page"),
+    ("GET", "/executor/appeals/{appeal_id}", "page"),
+    ("POST", "/executor/appeals/{appeal_id}/status", "page"),
+    ("POST", "/executor/appeals/{appeal_id}/decline", "page"),
+    ("POST", "/executor/appeals/{appeal_id}/comments", "page"),
+    ("GET", "/api/executor/appeals", "api"),
+    ("GET", "/api/executor/appeals/{appeal_id}", "api"),
 ]
 WATCHER_ONLY = ["/wallboard", "/api/calls/recent", "/api/stats/today", "/api/queues", "/ws/live"]
 
