@@ -349,11 +349,11 @@ def _rows(items: Sequence[AppealSummary], now: datetime) -> str:
             f'<td data-label="Status"><span class="status s-{escape(item.status.value)}">'
             f"{escape(STATUS_LABELS[item.status])}</span></td>"
             f'<td data-label="Category">{escape(item.category_name_uk)}</td>'
-            f'<td data-label="Address">{escape(item.address)}'
-            f'<div class="text">{escape(item.text[:160])}</div></td>'
+            f'<td data-label="Address"><div>{escape(item.address)}'
+            f'<div class="text">{escape(item.text[:160])}</div></div></td>'
             f'<td data-label="District">{escape(item.district_code or "")}</td>'
-            f'<td data-label="Due">{escape(_local(item.due_at))}'
-            f'{" <strong class=late-mark>overdue</strong>" if late else ""}</td>'
+            f'<td data-label="Due"><div>{escape(_local(item.due_at))}'
+            f'{" <strong class=late-mark>overdue</strong>" if late else ""}</div></td>'
             f'<td data-label="Received">{escape(_local(item.created_at))}</td></tr>')
     return "".join(out)
 
@@ -465,9 +465,11 @@ async def _render_appeal(
         ))
     history_rows = "".join(
         f"<tr><td data-label=\"When\">{escape(_local(h.at))}</td>"
-        f"<td data-label=\"Change\">{escape(h.from_status.value if h.from_status else '')}"
-        f" → {escape(h.to_status.value)} <small>({escape(h.event)})</small></td>"
-        f"<td data-label=\"Who\">{escape(h.actor)} <small>{escape(h.channel)}</small></td>"
+        f"<td data-label=\"Change\"><div>"
+        f"{escape(h.from_status.value if h.from_status else '')}"
+        f" → {escape(h.to_status.value)} <small>({escape(h.event)})</small></div></td>"
+        f"<td data-label=\"Who\"><div>{escape(h.actor)} <small>{escape(h.channel)}</small>"
+        "</div></td>"
         f"<td data-label=\"Note\">{escape(h.note or '')}</td></tr>" for h in history)
     comment_items = "".join(
         f'<li class="c-{escape(c.visibility)}"><div class="meta">{escape(_local(c.at))} · '
