@@ -11,6 +11,7 @@ from typing import Any
 import asyncpg
 import pytest
 
+from crm_sync.migrate import migrate
 from crm_sync.people import verify_password
 from hotline.core.people import ROLES
 from tests.support.cli import run_hotline
@@ -131,10 +132,18 @@ async def test_user_add_for_every_people_role(make_database: Any) -> None:
     """`hotline user add LOGIN --role R` once wrote R into the process roles and
     failed with "service.roles: expected some of agi, ami, web"."""
     url = await make_database("cli_users")
+    await migrate(url)
+    conn = await asyncpg.connect(url)
+    try:
+        await conn.execute("INSERT INTO executors (code, name, kind) "
+                           "VALUES ('rda_test', 'Test RDA', 'district_admin')")
+    finally:
+        await conn.close()
     for role in ROLES:
         password = f"pw-{role}-0123"
+        extra = ("--executor", "rda_test") if role == "executor" else ()
         code, out, err = await run_hotline(
-            "user", "add", f"u_{role}", "--role", role, "--name", f"Name {role}",
+            "user", "add", f"u_{role}", "--role", role, "--name", f"Name {role}", *extra,
             env={"DATABASE_URL": url, "HOTLINE_NEW_PASSWORD": password},
         )
         assert code == 0, err
@@ -150,6 +159,23 @@ async def test_user_add_for_every_people_role(make_database: Any) -> None:
         row = by_login[f"u_{role}"]
         assert (row["role"], row["active"]) == (role, True)
         assert verify_password(f"pw-{role}-0123", row["password_hash"])
+
+
+async def test_an_executors_user_needs_a_real_organisation(make_database: Any) -> None:
+    url = await make_database("cli_executor")
+    env = {"DATABASE_URL": url, "HOTLINE_NEW_PASSWORD": "long-enough-password"}
+    code, _, err = await run_hotline("user", "add", "olena", "--role", "executor", env=env)
+    assert code == 2
+    assert_one_error_line(err, "--executor CODE is required")
+    code, _, err = await run_hotline(
+        "user", "add", "olena", "--role", "executor", "--executor", "rda_nowhere", env=env)
+    assert code == 2
+    assert_one_error_line(err, "executor: no active executor organisation", "'rda_nowhere'")
+    conn = await asyncpg.connect(url)
+    try:
+        assert await conn.fetchval("SELECT count(*) FROM operators") == 0
+    finally:
+        await conn.close()
 
 
 async def test_user_add_with_a_wrong_role_is_one_clear_line(make_database: Any) -> None:
