@@ -406,10 +406,22 @@ async def _print_demo_status(
 DEMO_EXECUTOR = ("executor.pecherskyi", "rda_pecherskyi", "Печерська РДА, диспетчер")
 
 
-async def _seed_demo_executor(pool: asyncpg.Pool, settings: Settings) -> str:
-    """A user of a district administration for the executor portal; their password is
-    generated once into the secrets directory."""
+#: (category, address, text) of the appeals the demo's executor finds in the portal.
+DEMO_APPEALS = (
+    ("no_cold_water", "вул. Хрещатик, 15", "Немає холодної води в будинку з ранку"),
+    ("passenger_lift_out_of_order", "вул. Велика Васильківська, 72",
+     "Не працює пасажирський ліфт у третьому під'їзді"),
+    ("billing_subsidies", "бул. Лесі Українки, 21", "Прошу перерахувати субсидію за жовтень"),
+    ("no_cold_water", "вул. Липська, 6", "Слабкий тиск холодної води на п'ятому поверсі"),
+)
+
+
+async def _seed_demo_executor(pool: asyncpg.Pool, settings: Settings, appeals_config: Any) -> str:
+    """A user of a district administration for the executor portal, and a few appeals
+    for them on a first run; the password is generated once into the secrets directory."""
+    from crm_sync.appeals import AppealsService, NewAppeal
     from crm_sync.people import upsert_operator
+    from hotline.core.appeals import Actor, ActorKind, Channel
 
     values = await asyncio.to_thread(
         read_or_create_secrets, settings.state_path / "secrets" / "demo-executor.toml",
@@ -417,6 +429,15 @@ async def _seed_demo_executor(pool: asyncpg.Pool, settings: Settings) -> str:
     )
     login, executor, name = DEMO_EXECUTOR
     await upsert_operator(pool, login, name, "executor", values["password"], executor=executor)
+    if not await pool.fetchval("SELECT EXISTS (SELECT 1 FROM appeals a JOIN executors e "
+                               "ON e.id = a.executor_id WHERE e.code = $1)", executor):
+        service = AppealsService(pool, calendar=appeals_config.calendar,
+                                 settings=appeals_config.settings)
+        for n, (category, address, text) in enumerate(DEMO_APPEALS):
+            await service.register(NewAppeal(
+                channel=Channel.PHONE, category=category, district="pecherskyi",
+                address=address, text=text, citizen_phone=f"+3805000000{n:02d}",
+            ), Actor(ActorKind.OPERATOR, "demo"))
     return values["password"]
 
 
@@ -469,7 +490,7 @@ async def _run_demo(args: argparse.Namespace, settings: Settings, log_path: Path
             backends.pool, "supervisor", "Черговий супервізор", "supervisor",
             values["supervisor_password"],
         )
-        executor_password = await _seed_demo_executor(backends.pool, settings)
+        executor_password = await _seed_demo_executor(backends.pool, settings, appeals_config)
         service = HotlineService(settings, backends)
         cleanup.push_async_callback(service.stop)
         await service.start()

@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import socket
 import uuid
+from pathlib import Path
 
 import aiohttp
 
@@ -18,12 +19,13 @@ from crm_sync.appeals import (
 )
 from crm_sync.db import create_pool
 from crm_sync.migrate import migrate
-from crm_sync.people import upsert_operator
+from crm_sync.people import authenticate, executor_of, upsert_operator
 from crm_sync.taxonomy import load_taxonomy, seed_taxonomy
 from hotline.app import HotlineService, open_backends
-from hotline.core.appeals import AppealStatus, Channel
+from hotline.cli import DEMO_APPEALS, DEMO_EXECUTOR, _seed_demo_executor
+from hotline.core.appeals import Actor, ActorKind, AppealStatus, Channel
 from hotline.settings import Settings
-from tests.support.appeals import OPERATOR, Ids, house
+from tests.support.appeals import OPERATOR, Ids, appeals_case_store, house
 from tests.support.databases import MakeDatabase
 from tests.support.paths import CONFIG_DIR
 from tests.support.web import PASSWORD, sign_in_session
@@ -96,3 +98,23 @@ async def test_the_web_role_serves_the_portal_and_closes_settled_appeals(
         assert actor == "system:appeals"
     finally:
         await pool.close()
+
+
+async def test_the_demo_seeds_an_executor_user_with_appeals_to_work_on(
+    make_database: MakeDatabase, scratch_dir: Path
+) -> None:
+    config = load_appeals_config(CONFIG_DIR)
+    settings = Settings()
+    settings.service.state_dir = str(scratch_dir)
+    async with appeals_case_store(make_database, "portal_demo") as pool:
+        password = await _seed_demo_executor(pool, settings, config)
+        again = await _seed_demo_executor(pool, settings, config)  # a second demo run
+        login, executor, _ = DEMO_EXECUTOR
+        assert again == password
+        who = await authenticate(pool, login, password)
+        assert who is not None and who.role == "executor"
+        service = AppealsService(pool, calendar=config.calendar, settings=config.settings)
+        actor = Actor(ActorKind.EXECUTOR, login, executor_id=await executor_of(pool, login))
+        page = await service.list_appeals(actor)
+        assert len(page.items) == len(DEMO_APPEALS)
+        assert {a.executor_code for a in page.items} == {executor}

@@ -80,6 +80,12 @@ async def test_demo_brings_everything_up_and_calls_flow(state_dir: Path) -> None
                 assert await resp.json() == {"database": "ok", "redis": "ok"}
             async with http.get(f"{web}/api/calls/recent", allow_redirects=False) as resp:
                 assert resp.status == 401  # not signed in yet
+            executor = re.search(r"executors: +\S+ +\(login: (\S+), password: (\S+)\)", banner)
+            assert executor, banner
+            async with await sign_in_session(http, web, *executor.groups()) as resp:
+                assert resp.status == 200 and resp.url.path == "/executor"
+            async with http.get(f"{web}/api/executor/appeals") as resp:
+                assert resp.status == 200 and (await resp.json())["appeals"], "nothing to do"
             async with await sign_in_session(http, web, "supervisor", match.group(1)) as resp:
                 assert resp.status == 200 and "wallboard" in str(resp.url)
             calls: list[dict[str, object]] = []
