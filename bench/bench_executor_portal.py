@@ -88,6 +88,8 @@ async def main() -> None:
     parser.add_argument("--store", type=int, default=1_000_000)
     parser.add_argument("--runs", type=int, default=200)
     parser.add_argument("--database-url", default="")
+    parser.add_argument("--keep", action="store_true",
+                        help="leave the database (and the embedded server) for a look")
     args = parser.parse_args()
     configure_logging(level="warning")
     server = None
@@ -108,13 +110,17 @@ async def main() -> None:
         service = AppealsService(pool, calendar=config.calendar, settings=config.settings)
         await register_many(service, pool, args.appeals, 4)
         await fill(pool, args.store)
-        await queries(service, pool, args.runs)
+        if args.runs:
+            await queries(service, pool, args.runs)
     finally:
         await pool.close()
-        await drop_database(admin_url, name)
-        if server is not None:
-            await asyncio.to_thread(server.stop)
-        shutil.rmtree(folder, ignore_errors=True)
+        if args.keep:
+            print(f"kept: {url}")
+        else:
+            await drop_database(admin_url, name)
+            if server is not None:
+                await asyncio.to_thread(server.stop)
+            shutil.rmtree(folder, ignore_errors=True)
 
 
 if __name__ == "__main__":

@@ -437,3 +437,18 @@ async def test_the_search_index_serves_the_portals_filter(pool: asyncpg.Pool) ->
         finally:
             await conn.execute("RESET enable_seqscan")
     assert "appeals_search_trgm_idx" in plan
+
+
+async def test_short_words_and_search_plans(
+    client: Client, pool: asyncpg.Pool, service: AppealsService
+) -> None:
+    """A word of one or two letters (a house number) filters too; it is kept off the
+    trigram index, and every search is planned for its own words."""
+    street = unique_street()
+    first = await register(service, "pecherskyi", street=street, text="Під'їзд ЖЖ без світла")
+    await register(service, "pecherskyi", street=street, text="Під'їзд ЮЮ без світла")
+    await sign_in(client, await executor_user(pool))
+    assert (await listed(client, q=f"{street} жж"))[0] == [first.number]
+    stats = await pool.fetchval("SELECT attstattarget FROM pg_attribute "
+                                "WHERE attrelid = 'appeals_search_trgm_idx'::regclass")
+    assert stats == 1000
