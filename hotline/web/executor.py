@@ -563,6 +563,69 @@ async def add_comment(request: web.Request) -> web.Response:
 
 
 _ID = "/{appeal_id}"
+_SESSION: list[dict[str, list[str]]] = [{"session": []}]
+_ID_PARAM = {"name": "appeal_id", "in": "path", "required": True,
+             "schema": {"type": "string", "pattern": "^[0-9]{1,18}$"}}
+_LIST_PARAMS = [
+    {"name": name, "in": "query", "required": False, "schema": {"type": "string"},
+     "description": text} for name, text in (
+        ("view", "all (default), overdue (most overdue first) or due_soon"),
+        ("status", "open (default), any, or one status"),
+        ("overdue", "1: only appeals past their due time"),
+        ("category", "a category code"), ("district", "a district code"),
+        ("q", "words that must all occur in the address or text, or an appeal number"),
+        ("after", "the cursor of the next page (``next`` of the previous answer)"))]
+_FORM = "application/x-www-form-urlencoded"
+
+
+def _doc(summary: str, ok: dict[str, Any], **more: Any) -> dict[str, Any]:
+    return {"summary": summary, "security": _SESSION, **more, "responses": {
+        **ok, "400": {"description": "invalid input (the message names the field)"},
+        "401": {"description": "not signed in (API) / redirect to /login (pages)"},
+        "403": {"description": "not allowed for this role, or no organisation; CSRF or "
+                               "Origin refused"},
+        "404": {"description": "no such appeal, or another organisation's (the same answer)"},
+        "409": {"description": "a transition the lifecycle forbids, or changed meanwhile"}}}
+
+
+def _form_doc(summary: str, fields: Mapping[str, str]) -> dict[str, Any]:
+    schema = {"type": "object", "properties": {
+        "csrf": {"type": "string"}, **{k: {"type": "string", "description": v}
+                                       for k, v in fields.items()}}}
+    return _doc(summary, {"303": {"description": "done: back to the appeal (or the list)"}},
+                parameters=[_ID_PARAM],
+                requestBody={"required": True, "content": {_FORM: {"schema": schema}}})
+
+
+#: This module's part of the OpenAPI document (:mod:`hotline.web.openapi`).
+OPENAPI_PATHS: dict[str, Any] = {
+    "/executor": {"get": _doc("the executor portal: the organisation's appeals, filtered",
+                              {"200": {"description": "page"}}, parameters=_LIST_PARAMS)},
+    "/executor/appeals" + _ID: {"get": _doc(
+        "one appeal: details, history, comments, attachments, the actions allowed",
+        {"200": {"description": "page"}}, parameters=[_ID_PARAM])},
+    "/executor/appeals" + _ID + "/status": {"post": _form_doc(
+        "accept, start work, ask the citizen, resolve or reject (executors)",
+        {"status": "accepted, in_progress, needs_clarification, done or rejected",
+         "reason": "the comment of the change (required for some)",
+         "version": "the version the page showed (a stale page is refused)"})},
+    "/executor/appeals" + _ID + "/decline": {"post": _form_doc(
+        "not ours: the appeal goes to the next executor (executors)",
+        {"reason": "why", "version": "the version the page showed"})},
+    "/executor/appeals" + _ID + "/comments": {"post": _form_doc(
+        "a comment (executors)", {"body": "the text", "visibility": "internal or citizen"})},
+    "/api/executor/appeals": {"get": _doc(
+        "the organisation's appeals as JSON, keyset pages",
+        {"200": {"description": "appeals and the next page's cursor",
+                 "content": {"application/json": {"schema": {"type": "object"}}}}},
+        parameters=_LIST_PARAMS)},
+    "/api/executor/appeals" + _ID: {"get": _doc(
+        "one appeal as JSON with its history, comments, attachments and actions",
+        {"200": {"description": "the appeal",
+                 "content": {"application/json": {"schema": {"type": "object"}}}}},
+        parameters=[_ID_PARAM])},
+}
+
 ROUTES = [
     Route("GET", "/executor", portal, VIEWERS),
     Route("GET", "/executor/appeals" + _ID, appeal_page, VIEWERS),

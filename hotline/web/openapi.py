@@ -9,6 +9,7 @@ from typing import Any
 
 from aiohttp import web
 
+from hotline.web import executor
 from hotline.web.common import Route, json_response
 
 OPENAPI_PATH = "/openapi.json"
@@ -220,6 +221,7 @@ def document() -> dict[str, Any]:
                 "parameters": [{"name": "token", "in": "path", "required": True,
                                 "schema": _STR}, _FMT, _KEY, _JURISDICTION],
                 "responses": {"200": _open311("the id", "Tokens"), **_OPEN311_ERRORS}}},
+            **executor.OPENAPI_PATHS,
         },
     }
 
