@@ -12,7 +12,16 @@ from aiohttp import web
 
 from crm_sync.people import PasswordChecker
 from hotline.core.health import Readiness
-from hotline.web import auth, executor, guard, open311, openapi, ops, wallboard
+from hotline.web import (
+    auth,
+    executor,
+    guard,
+    open311,
+    openapi,
+    ops,
+    routing_admin,
+    wallboard,
+)
 from hotline.web.common import (
     CSRF_KEY,
     OPTIONS,
@@ -29,7 +38,7 @@ from hotline.web.options import WebOptions
 from hotline.web.sessions import SessionStore
 
 #: The web modules; a new page or API is one module with its ``ROUTES``.
-MODULES = (auth, ops, wallboard, open311, openapi, executor)
+MODULES = (auth, ops, wallboard, open311, openapi, executor, routing_admin)
 STATIC_PREFIX = "/static/"
 
 

@@ -9,7 +9,7 @@ from typing import Any
 
 from aiohttp import web
 
-from hotline.web import executor
+from hotline.web import executor, routing_admin
 from hotline.web.common import Route, json_response
 
 OPENAPI_PATH = "/openapi.json"
@@ -222,6 +222,7 @@ def document() -> dict[str, Any]:
                                 "schema": _STR}, _FMT, _KEY, _JURISDICTION],
                 "responses": {"200": _open311("the id", "Tokens"), **_OPEN311_ERRORS}}},
             **executor.OPENAPI_PATHS,
+            **routing_admin.OPENAPI_PATHS,
         },
     }
 

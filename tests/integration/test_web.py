@@ -60,6 +60,11 @@ PROTECTED: list[tuple[str, str, str]] = [
     ("POST", "/executor/appeals/{appeal_id}/comments", "page"),
     ("GET", "/api/executor/appeals", "api"),
     ("GET", "/api/executor/appeals/{appeal_id}", "api"),
+    ("GET", "/api/admin/routing/rules", "api"),
+    ("POST", "/api/admin/routing/rules", "api"),
+    ("POST", "/api/admin/routing/rules/{rule_id}/deactivate", "api"),
+    ("POST", "/api/admin/routing/fallback", "api"),
+    ("GET", "/api/admin/routing/explain", "api"),
 ]
 WATCHER_ONLY = ["/wallboard", "/api/calls/recent", "/api/stats/today", "/api/queues", "/ws/live"]
 
