@@ -22,8 +22,8 @@ import pytest_asyncio
 from cti_bridge.ami_client import AmiActionError, AmiClient, AmiLoginError
 from cti_bridge.ami_protocol import AmiMessage, AmiParser, challenge_key, encode_action
 from hotline.devtools import asterisk_sandbox as sandbox
-from tests.support.paths import CONFIG_DIR
-from tests.support.ports import asterisk_root, instance, port
+from tests.support.ports import port
+from tests.support.sandbox import make_sandbox
 
 pytestmark = [pytest.mark.asterisk, pytest.mark.asyncio(loop_scope="session")]
 
@@ -32,19 +32,8 @@ AMI_PORT, AGI_PORT, SIP_PORT = port(29038), port(29574), port(29060)
 
 @pytest.fixture(scope="module")
 def asterisk() -> Iterator[sandbox.SandboxSpec]:
-    spec = sandbox.SandboxSpec(
-        instance=instance("security"),
-        root=asterisk_root(),
-        server_id="hotline-security",
-        ami_port=AMI_PORT,
-        ami_user="hotline",
-        ami_secret=secrets.token_urlsafe(18),
-        agi_host="127.0.0.1",
-        agi_port=AGI_PORT,
-        sip_port=SIP_PORT,
-        sip_password=secrets.token_urlsafe(12),
-        config_dir=CONFIG_DIR,
-    )
+    spec = make_sandbox("security", "hotline-security", ami_port=AMI_PORT, agi_port=AGI_PORT,
+                        sip_port=SIP_PORT)
     sandbox.down(spec)
     # a log an older sandbox left world-readable: `up` must close it
     spec.log_dir.mkdir(parents=True, exist_ok=True)

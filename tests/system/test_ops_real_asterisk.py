@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import itertools
 import json
-import secrets
 import time
 from collections.abc import AsyncIterator, Iterator
 
@@ -24,9 +23,8 @@ from prometheus_client.parser import text_string_to_metric_families
 from hotline.app import Backends, HotlineService, open_backends
 from hotline.devtools import asterisk_sandbox as sandbox
 from hotline.devtools import simulator
-from hotline.settings import Settings
-from tests.support.paths import CONFIG_DIR
-from tests.support.ports import asterisk_root, instance, port
+from tests.support.ports import port
+from tests.support.sandbox import make_sandbox, service_settings
 
 pytestmark = [pytest.mark.asterisk, pytest.mark.asyncio(loop_scope="session")]
 
@@ -45,20 +43,8 @@ def unique_number() -> str:
 
 @pytest.fixture(scope="module")
 def asterisk() -> Iterator[sandbox.SandboxSpec]:
-    spec = sandbox.SandboxSpec(
-        instance=instance("ops"),
-        root=asterisk_root(),
-        server_id=SERVER_ID,
-        ami_port=AMI_PORT,
-        ami_user="hotline",
-        ami_secret=secrets.token_urlsafe(18),
-        agi_host="127.0.0.1",
-        agi_port=AGI_PORT,
-        sip_port=SIP_PORT,
-        sip_password=secrets.token_urlsafe(12),
-        config_dir=CONFIG_DIR,
-        queue_timeout=60,
-    )
+    spec = make_sandbox("ops", SERVER_ID, ami_port=AMI_PORT, agi_port=AGI_PORT,
+                        sip_port=SIP_PORT, queue_timeout=60)
     sandbox.down(spec)
     sandbox.up(spec)
     yield spec
@@ -69,14 +55,8 @@ def asterisk() -> Iterator[sandbox.SandboxSpec]:
 async def service(
     asterisk: sandbox.SandboxSpec, pg_url: str, redis_url: str
 ) -> AsyncIterator[HotlineService]:
-    settings = Settings()
-    settings.service.server_id = SERVER_ID
-    settings.agi.port = AGI_PORT
-    settings.ami.port = AMI_PORT
-    settings.ami.secret = asterisk.ami_secret
-    settings.web.port = WEB_PORT
-    settings.database.url = pg_url
-    settings.redis.url = redis_url
+    settings = service_settings(asterisk, database_url=pg_url, redis_url=redis_url,
+                                web_port=WEB_PORT)
     backends: Backends = await open_backends(settings)
     svc = HotlineService(settings, backends)
     await svc.start()

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import random
-import secrets
 import shutil
 import tempfile
 from collections.abc import AsyncIterator, Iterator
@@ -27,11 +26,11 @@ from crm_sync.taxonomy import load_taxonomy
 from hotline.app import Backends, HotlineService, open_backends
 from hotline.devtools import asterisk_sandbox as sandbox
 from hotline.devtools import simulator
-from hotline.settings import Settings
 from ivr.menu import load_catalogue
 from tests.support.databases import MakeDatabase
 from tests.support.paths import CONFIG_DIR
-from tests.support.ports import asterisk_root, instance, port
+from tests.support.ports import port
+from tests.support.sandbox import make_sandbox, service_settings
 
 pytestmark = [pytest.mark.asterisk, pytest.mark.asyncio(loop_scope="session")]
 
@@ -45,12 +44,8 @@ OUTCOME = {"COMPLETECALLER": "answered", "COMPLETEAGENT": "answered", "ABANDON":
 
 @pytest.fixture(scope="module")
 def asterisk() -> Iterator[sandbox.SandboxSpec]:
-    spec = sandbox.SandboxSpec(
-        instance=instance("recon"), root=asterisk_root(), server_id=SERVER_ID,
-        ami_port=AMI_PORT, ami_user="hotline", ami_secret=secrets.token_urlsafe(18),
-        agi_host="127.0.0.1", agi_port=AGI_PORT, sip_port=SIP_PORT,
-        sip_password=secrets.token_urlsafe(12), config_dir=CONFIG_DIR, queue_timeout=60,
-    )
+    spec = make_sandbox("recon", SERVER_ID, ami_port=AMI_PORT, agi_port=AGI_PORT,
+                        sip_port=SIP_PORT, queue_timeout=60)
     sandbox.down(spec)
     spec.queue_log.unlink(missing_ok=True)  # judge this run's lines only
     sandbox.up(spec)
@@ -72,14 +67,8 @@ async def service(
     asterisk: sandbox.SandboxSpec, database: tuple[str, asyncpg.Pool], redis_url: str
 ) -> AsyncIterator[HotlineService]:
     state = Path(tempfile.mkdtemp(prefix="hotline-recon-"))
-    settings = Settings()
-    settings.service.server_id = SERVER_ID
-    settings.service.roles = ["agi", "ami"]
-    settings.service.state_dir = str(state)
-    settings.agi.port, settings.ami.port = AGI_PORT, AMI_PORT
-    settings.ami.secret = asterisk.ami_secret
-    settings.asterisk.instance = asterisk.instance  # → its queue_log is reconciled
-    settings.database.url, settings.redis.url = database[0], redis_url
+    settings = service_settings(asterisk, database_url=database[0], redis_url=redis_url,
+                                roles=["agi", "ami"], state_dir=str(state))
     backends: Backends = await open_backends(settings)
     svc = HotlineService(settings, backends)
     await svc.start()

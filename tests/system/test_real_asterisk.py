@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-import secrets
 import time
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
@@ -23,11 +22,11 @@ from cti_bridge.ami_client import AmiClient
 from hotline.app import Backends, HotlineService, open_backends
 from hotline.devtools import asterisk_sandbox as sandbox
 from hotline.devtools import simulator
-from hotline.settings import Settings
 from ivr.menu import load_ivr_config
 from ivr.server import FastAgiServer
 from tests.support.paths import CONFIG_DIR
-from tests.support.ports import asterisk_root, instance, port
+from tests.support.ports import port
+from tests.support.sandbox import make_sandbox, service_settings
 from tests.support.sip_uac import SipCall
 
 pytestmark = [pytest.mark.asterisk, pytest.mark.asyncio(loop_scope="session")]
@@ -45,20 +44,8 @@ def unique_number() -> str:
 
 @pytest.fixture(scope="module")
 def asterisk() -> Iterator[sandbox.SandboxSpec]:
-    spec = sandbox.SandboxSpec(
-        instance=instance("test"),
-        root=asterisk_root(),
-        server_id=SERVER_ID,
-        ami_port=AMI_PORT,
-        ami_user="hotline",
-        ami_secret=secrets.token_urlsafe(18),
-        agi_host="127.0.0.1",
-        agi_port=AGI_PORT,
-        sip_port=SIP_PORT,
-        sip_password=secrets.token_urlsafe(12),
-        config_dir=CONFIG_DIR,
-        queue_timeout=60,
-    )
+    spec = make_sandbox("test", SERVER_ID, ami_port=AMI_PORT, agi_port=AGI_PORT,
+                        sip_port=SIP_PORT, queue_timeout=60)
     sandbox.down(spec)
     (spec.log_dir / "messages.log").unlink(missing_ok=True)  # judge this run's warnings only
     sandbox.up(spec)
@@ -70,15 +57,8 @@ def asterisk() -> Iterator[sandbox.SandboxSpec]:
 async def service(
     asterisk: sandbox.SandboxSpec, pg_pool: asyncpg.Pool, pg_url: str, redis_url: str
 ) -> AsyncIterator[HotlineService]:
-    settings = Settings()
-    settings.service.server_id = SERVER_ID
-    settings.agi.port = AGI_PORT
-    settings.ami.port = AMI_PORT
-    settings.ami.secret = asterisk.ami_secret
-    settings.asterisk.instance = asterisk.instance  # its queue_log is the one reconciled
-    settings.web.port = WEB_PORT
-    settings.database.url = pg_url
-    settings.redis.url = redis_url
+    settings = service_settings(asterisk, database_url=pg_url, redis_url=redis_url,
+                                web_port=WEB_PORT)
     backends: Backends = await open_backends(settings)
     svc = HotlineService(settings, backends)
     await svc.start()
