@@ -16,8 +16,7 @@ import asyncpg
 import pytest
 import pytest_asyncio
 import redis.asyncio as aioredis
-from aiohttp import web
-from playwright.async_api import Browser, Dialog, Page, async_playwright, expect
+from playwright.async_api import Browser, Dialog, Page, expect
 
 from crm_sync.appeals import AppealsService, NewAppeal, load_appeals_config
 from crm_sync.people import upsert_operator
@@ -25,12 +24,11 @@ from hotline.core.appeals import AppealStatus, Channel
 from hotline.web.app import build_web_app
 from hotline.web.common import APPEALS
 from tests.support.appeals import OPERATOR, appeals_case_store, house, unique_street
+from tests.support.browser import chromium, new_page, serve
 from tests.support.databases import MakeDatabase
 from tests.support.paths import CONFIG_DIR
 from tests.support.web import PASSWORD, SESSION_KEY, User, add_user
-from tests.system.test_wallboard_browser import CHROMIUM_ARGS, TIMEOUT_MS
 
-CHROMIUM = Path("/usr/bin/chromium")
 SCREENSHOT = Path("/tmp/portal.png")
 PHONE = {"width": 390, "height": 844}
 
@@ -53,45 +51,14 @@ async def base_url(
 ) -> AsyncIterator[str]:
     app = build_web_app(pool, redis_client, SESSION_KEY)
     app[APPEALS] = service
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    host, port = runner.addresses[0][:2]
-    try:
-        yield f"http://{host}:{port}"
-    finally:
-        await runner.cleanup()
-
-
-@pytest.fixture
-def chromium() -> Path:
-    """Fails, never skips, without the browser: CI must install it (run.sh does)."""
-    assert CHROMIUM.exists(), f"{CHROMIUM} is missing: apt-get install -y chromium"
-    return CHROMIUM
+    async with serve(app) as url:
+        yield url
 
 
 @pytest_asyncio.fixture
-async def browser(chromium: Path) -> AsyncIterator[Browser]:
-    async with async_playwright() as playwright:
-        launched = await playwright.chromium.launch(
-            executable_path=str(chromium), args=CHROMIUM_ARGS, headless=True)
-        try:
-            yield launched
-        finally:
-            await launched.close()
-
-
-async def new_page(browser: Browser, problems: list[str], **context: Any) -> Page:
-    ctx = await browser.new_context(locale="uk-UA", **context)
-    page = await ctx.new_page()
-    page.set_default_timeout(TIMEOUT_MS)
-    expect.set_options(timeout=TIMEOUT_MS)
-    # a CSP violation is a console error ("Refused to execute inline script …")
-    page.on("pageerror", lambda error: problems.append(f"page error: {error}"))
-    page.on("console", lambda msg: problems.append(f"console: {msg.text}")
-            if msg.type == "error" else None)
-    return page
+async def browser() -> AsyncIterator[Browser]:
+    async with chromium() as launched:
+        yield launched
 
 
 async def sign_in(page: Page, base_url: str, user: User) -> None:

@@ -1,8 +1,5 @@
-"""The wallboard in a real headless Chromium, served on a real TCP port.
-
-Chromium is Debian's (``/usr/bin/chromium``, installed by ``run.sh``); playwright only
-drives it — no browser is downloaded. Without Chromium this test fails, it does not skip.
-"""
+"""The wallboard in a real headless Chromium (``tests/support/browser.py``), served on
+a real TCP port."""
 
 from __future__ import annotations
 
@@ -14,11 +11,9 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import asyncpg
-import pytest
 import pytest_asyncio
 import redis.asyncio as aioredis
-from aiohttp import web
-from playwright.async_api import Page, async_playwright, expect
+from playwright.async_api import Page, expect
 
 from crm_sync.call_store import PostgresCallStore
 from crm_sync.people import deactivate_person
@@ -27,53 +22,22 @@ from hotline.core.privacy import mask_phone
 from hotline.core.records import CallOutcome
 from hotline.web.app import build_web_app
 from hotline.web.wallboard import start_of_today
+from tests.support.browser import chromium, new_page, serve
 from tests.support.web import SESSION_KEY, add_user, make_call, unique_queue
 
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = [
-    "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-    "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-quic",
-]
 SCREENSHOT = Path("/tmp/wallboard.png")
-TIMEOUT_MS = 15_000
 
 
 @pytest_asyncio.fixture
 async def base_url(pg_pool: asyncpg.Pool, redis_client: aioredis.Redis) -> AsyncIterator[str]:
-    runner = web.AppRunner(build_web_app(pg_pool, redis_client, SESSION_KEY), access_log=None)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    host, port = runner.addresses[0][:2]
-    try:
-        yield f"http://{host}:{port}"
-    finally:
-        await runner.cleanup()
-
-
-@pytest.fixture
-def chromium() -> Path:
-    """Fails, never skips, without the browser: CI must install it (run.sh does)."""
-    assert CHROMIUM.exists(), f"{CHROMIUM} is missing: apt-get install -y chromium"
-    return CHROMIUM
+    async with serve(build_web_app(pg_pool, redis_client, SESSION_KEY)) as url:
+        yield url
 
 
 @pytest_asyncio.fixture
-async def page(chromium: Path) -> AsyncIterator[Page]:
-    async with async_playwright() as playwright:
-        browser = await playwright.chromium.launch(
-            executable_path=str(chromium), args=CHROMIUM_ARGS, headless=True
-        )
-        try:
-            context = await browser.new_context(
-                viewport={"width": 1400, "height": 900}, locale="uk-UA"
-            )
-            page = await context.new_page()
-            page.set_default_timeout(TIMEOUT_MS)
-            expect.set_options(timeout=TIMEOUT_MS)
-            yield page
-        finally:
-            await browser.close()
+async def page() -> AsyncIterator[Page]:
+    async with chromium() as browser:
+        yield await new_page(browser, viewport={"width": 1400, "height": 900})
 
 
 async def shown_call_keys(page: Page) -> list[str]:
