@@ -17,9 +17,8 @@ from crm_sync.appeals import NewAppeal
 from crm_sync.db import connect
 from crm_sync.migrate import MIGRATIONS_DIR, migrate
 from hotline.core.appeals import TRANSITIONS, AppealStatus, Channel
-from tests.integration.test_cli import assert_one_error_line
 from tests.support.appeals import OPERATOR, Clock, appeals_case_store, house, make_service
-from tests.support.cli import run_hotline
+from tests.support.cli import assert_one_error_line, run_hotline
 from tests.support.databases import MakeDatabase
 from tests.support.paths import CONFIG_DIR
 

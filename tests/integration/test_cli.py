@@ -14,19 +14,10 @@ import pytest
 from crm_sync.migrate import migrate
 from crm_sync.people import verify_password
 from hotline.core.people import ROLES
-from tests.support.cli import run_hotline
+from tests.support.cli import assert_one_error_line, run_hotline
 from tests.support.fake_ami_server import FakeAmiServer
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
-
-
-def assert_one_error_line(stderr: str, *expected: str) -> str:
-    assert "Traceback" not in stderr, stderr
-    lines = [line for line in stderr.splitlines() if line.startswith("hotline: error:")]
-    assert len(lines) == 1, stderr
-    for text in expected:
-        assert text in lines[0], lines[0]
-    return lines[0]
 
 
 async def test_malformed_setting_on_command_line() -> None:

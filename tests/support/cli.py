@@ -22,3 +22,14 @@ async def run_hotline(
     out, err = await asyncio.wait_for(proc.communicate(), timeout)
     assert proc.returncode is not None
     return proc.returncode, out.decode(), err.decode()
+
+
+def assert_one_error_line(stderr: str, *expected: str) -> str:
+    """The command failed as a person can act on: one ``hotline: error:`` line
+    naming each of ``expected``, no traceback."""
+    assert "Traceback" not in stderr, stderr
+    lines = [line for line in stderr.splitlines() if line.startswith("hotline: error:")]
+    assert len(lines) == 1, stderr
+    for text in expected:
+        assert text in lines[0], lines[0]
+    return lines[0]

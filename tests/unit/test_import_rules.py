@@ -64,3 +64,20 @@ def test_a_cycle_between_packages_is_named(tmp_path: Path) -> None:
         rules.ALLOWED.clear()
         rules.ALLOWED.update(allowed)
     assert any(p.startswith("import cycle:") for p in problems), problems
+
+
+def test_no_test_module_imports_another() -> None:
+    """Shared helpers live in tests/support/; a test module importing another one
+    runs (and couples) that module's tests too."""
+    from tests.support.paths import REPO_ROOT
+
+    offenders = [
+        f"{path.relative_to(REPO_ROOT)}:{n}"
+        for path in sorted((REPO_ROOT / "tests").rglob("test_*.py"))
+        for n, line in enumerate(path.read_text("utf-8").splitlines(), 1)
+        if line.lstrip().startswith(("from tests.unit", "from tests.contract",
+                                     "from tests.integration", "from tests.system",
+                                     "import tests.unit", "import tests.contract",
+                                     "import tests.integration", "import tests.system"))
+    ]
+    assert offenders == []
