@@ -1,0 +1,336 @@
+"""The outbox relay: outbox events fanned out into messages, messages delivered by
+providers, exactly once in effect.
+
+Two short kinds of transaction, never one held across the network:
+
+1. fan-out — one process at a time (a transaction-level advisory lock): due
+   ``outbox`` rows of the routed topics are claimed, each router turns an event
+   into messages (one per recipient per provider, ``idempotency_key`` unique, so a
+   re-run inserts nothing), and the event is marked done in the same transaction;
+2. delivery — workers claim due messages with ``FOR UPDATE SKIP LOCKED``, each
+   with a lease (``status = 'sending'``, ``lease_until``); they deliver outside any
+   transaction, passing the idempotency key, and record the result: ``sent`` with
+   the provider's id, or back to ``queued`` with exponential backoff and jitter,
+   or ``dead`` after ``max_attempts``; a refusal of the message itself is
+   ``failed``. A worker that dies leaves a lease that expires: the message is
+   claimed again (the provider's idempotency key keeps that from doubling it).
+
+Only the head of an ``order_key`` (the oldest message still queued or sending) is
+claimable, so one citizen's messages go out in the order of the events.
+Rate limit and concurrency cap are per provider and per process.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import asyncpg
+
+from crm_sync.outbox.model import (
+    Event,
+    NewMessage,
+    Outgoing,
+    PermanentFailure,
+    Provider,
+    Router,
+    TemporaryFailure,
+)
+from hotline.core.logs import get_logger
+
+log = get_logger("crm_sync.outbox")
+#: Key of the transaction advisory lock of the fan-out ("1551" + "0007").
+FAN_OUT_LOCK = 1551_0007
+
+_CLAIM = """
+WITH due AS (
+    SELECT m.id FROM outbox_messages m
+    WHERE m.status IN ('queued', 'sending')
+      AND ((m.status = 'queued' AND m.available_at <= $1)
+           OR (m.status = 'sending' AND m.lease_until < $1))
+      AND m.provider = ANY($4::text[])
+      AND NOT EXISTS (
+          SELECT 1 FROM outbox_messages p
+          WHERE p.order_key = m.order_key AND p.id < m.id
+            AND p.status IN ('queued', 'sending'))
+    ORDER BY m.id
+    LIMIT $2
+    FOR UPDATE SKIP LOCKED
+)
+UPDATE outbox_messages m
+SET status = 'sending', attempts = m.attempts + 1, lease_until = $1 + $3::interval,
+    leased_by = $5, updated_at = $1
+FROM due WHERE m.id = due.id
+RETURNING m.id, m.provider, m.idempotency_key, m.recipient, m.subject, m.body, m.html,
+          m.meta, m.attempts
+"""
+
+# A delivery report may come before we record the send: the report wins.
+_SENT = """
+UPDATE outbox_messages m
+SET status = COALESCE((SELECT r.status FROM delivery_reports r
+                       WHERE r.provider = m.provider AND r.provider_message_id = $3
+                       ORDER BY r.status = 'delivered' DESC LIMIT 1), 'sent'),
+    provider_message_id = $3, sent_at = $4::timestamptz, lease_until = NULL,
+    last_error = NULL, updated_at = $4::timestamptz,
+    delivered_at = CASE WHEN EXISTS (SELECT 1 FROM delivery_reports r
+                                     WHERE r.provider = m.provider
+                                       AND r.provider_message_id = $3
+                                       AND r.status = 'delivered') THEN $4::timestamptz END
+WHERE m.id = $1 AND m.leased_by = $2 AND m.status = 'sending'
+"""
+
+_RETRY = """
+UPDATE outbox_messages
+SET status = CASE WHEN attempts - $5 >= $6 THEN 'dead' ELSE 'queued' END,
+    attempts = attempts - $5, available_at = $3, last_error = $4, lease_until = NULL,
+    updated_at = now()
+WHERE id = $1 AND leased_by = $2 AND status = 'sending'
+RETURNING status
+"""
+
+_FAILED = """
+UPDATE outbox_messages SET status = 'failed', last_error = $3, lease_until = NULL,
+    updated_at = now()
+WHERE id = $1 AND leased_by = $2 AND status = 'sending'
+"""
+
+
+@dataclass(frozen=True)
+class ProviderLimits:
+    rate_per_second: float = 50.0
+    concurrency: int = 8
+
+
+class RateLimiter:
+    """A token bucket: ``rate`` per second, bursts up to ``burst``."""
+
+    def __init__(self, rate: float, burst: float | None = None,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.rate = rate
+        self.capacity = burst if burst is not None else max(1.0, rate)
+        self._tokens = self.capacity
+        self._clock = clock
+        self._at = clock()
+        self._lock = asyncio.Lock()
+
+    def _refill(self) -> None:
+        now = self._clock()
+        self._tokens = min(self.capacity, self._tokens + (now - self._at) * self.rate)
+        self._at = now
+
+    async def acquire(self) -> None:
+        async with self._lock:  # one waiter at a time keeps the order fair
+            while True:
+                self._refill()
+                if self._tokens >= 1:
+                    self._tokens -= 1
+                    return
+                await asyncio.sleep((1 - self._tokens) / self.rate)
+
+
+@dataclass(frozen=True)
+class RelayOptions:
+    workers: int = 4
+    batch: int = 10
+    lease_seconds: float = 60.0
+    max_attempts: int = 8
+    backoff_base: float = 2.0
+    backoff_max: float = 3600.0
+    poll_interval: float = 0.5
+    fan_out_batch: int = 200
+
+
+def backoff(attempt: int, base: float, cap: float, rng: random.Random | None = None) -> float:
+    """Exponential with "equal jitter": half fixed, half random, so retries of many
+    messages failed together spread out but never come back sooner than half."""
+    ceiling = min(cap, base * 2 ** max(attempt - 1, 0))
+    return float(ceiling / 2 + (rng or random).uniform(0, ceiling / 2))
+
+
+class Relay:
+    def __init__(
+        self,
+        pool: asyncpg.Pool,
+        providers: Mapping[str, Provider],
+        routers: Mapping[str, Sequence[Router]],
+        options: RelayOptions | None = None,
+        *,
+        limits: Mapping[str, ProviderLimits] | None = None,
+        name: str = "relay",
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> None:
+        self._pool = pool
+        self._providers = dict(providers)
+        self._routers = {topic: list(r) for topic, r in routers.items()}
+        self.options = options or RelayOptions()
+        limits = limits or {}
+        self._limiters = {n: RateLimiter(limits.get(n, ProviderLimits()).rate_per_second)
+                          for n in self._providers}
+        self._caps = {n: asyncio.Semaphore(limits.get(n, ProviderLimits()).concurrency)
+                      for n in self._providers}
+        self.name = name
+        self._clock = clock
+        self._tasks: list[asyncio.Task[None]] = []
+        self._wake = asyncio.Event()
+
+    # --- running ----------------------------------------------------------------------
+
+    def start(self) -> None:
+        self._tasks.append(asyncio.create_task(self._fan_out_loop(), name=f"{self.name}-fan-out"))
+        for n in range(self.options.workers):
+            self._tasks.append(asyncio.create_task(self._worker_loop(n),
+                                                   name=f"{self.name}-worker-{n}"))
+        log.info("relay_started", relay=self.name, workers=self.options.workers,
+                 providers=sorted(self._providers), topics=sorted(self._routers))
+
+    async def stop(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        self._tasks.clear()
+        for provider in self._providers.values():
+            close = getattr(provider, "close", None)
+            if close is not None:
+                await close()
+        log.info("relay_stopped", relay=self.name)
+
+    async def _fan_out_loop(self) -> None:
+        while True:
+            try:
+                count = await self.fan_out_once()
+            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+                log.warning("relay_fan_out_failed", relay=self.name, error=str(exc))
+                count = 0
+            if count:
+                self._wake.set()
+            else:
+                await asyncio.sleep(self.options.poll_interval)
+
+    async def _worker_loop(self, n: int) -> None:
+        worker = f"{self.name}/{n}"
+        while True:
+            try:
+                count = await self.deliver_once(worker)
+            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+                log.warning("relay_claim_failed", worker=worker, error=str(exc))
+                count = 0
+            if not count:
+                self._wake.clear()
+                try:
+                    await asyncio.wait_for(self._wake.wait(), self.options.poll_interval)
+                except TimeoutError:
+                    pass
+
+    # --- fan-out ----------------------------------------------------------------------
+
+    async def fan_out_once(self) -> int:
+        """Events turned into messages (0 if none is due or another process holds the
+        fan-out)."""
+        if not self._routers:
+            return 0
+        now = self._clock()
+        async with self._pool.acquire() as conn, conn.transaction():
+            if not await conn.fetchval("SELECT pg_try_advisory_xact_lock($1)", FAN_OUT_LOCK):
+                return 0
+            rows = await conn.fetch(
+                """SELECT id, topic, key, payload, created_at FROM outbox
+                   WHERE delivered_at IS NULL AND available_at <= $1 AND topic = ANY($2::text[])
+                   ORDER BY id LIMIT $3 FOR UPDATE SKIP LOCKED""",
+                now, list(self._routers), self.options.fan_out_batch)
+            done: list[int] = []
+            for row in rows:
+                event = Event(row["id"], row["topic"], row["key"], row["payload"],
+                              row["created_at"])
+                try:
+                    async with conn.transaction():  # a savepoint: one bad event alone
+                        messages: list[NewMessage] = []
+                        for router in self._routers[event.topic]:
+                            messages.extend(await router(conn, event, now))
+                        await self._insert(conn, event, messages, now)
+                    done.append(event.id)
+                except (ValueError, KeyError, TypeError, asyncpg.PostgresError) as exc:
+                    attempts = await conn.fetchval(
+                        """UPDATE outbox SET attempts = attempts + 1, last_error = $2,
+                               available_at = $3 WHERE id = $1 RETURNING attempts""",
+                        event.id, str(exc)[:500], now)
+                    await conn.execute("UPDATE outbox SET available_at = $2 WHERE id = $1",
+                                       event.id, now + timedelta(seconds=backoff(
+                                           attempts, self.options.backoff_base,
+                                           self.options.backoff_max)))
+                    log.error("relay_event_failed", event=event.key, topic=event.topic,
+                              error=str(exc))
+            if done:
+                await conn.execute(
+                    """UPDATE outbox SET delivered_at = $2, attempts = attempts + 1
+                       WHERE id = ANY($1::bigint[])""", done, now)
+        return len(rows)
+
+    @staticmethod
+    async def _insert(conn: asyncpg.Connection, event: Event, messages: list[NewMessage],
+                      now: datetime) -> None:
+        if not messages:
+            return
+        await conn.executemany(
+            """INSERT INTO outbox_messages (event_id, idempotency_key, provider, order_key,
+                   citizen_id, recipient, subject, body, html, meta, available_at, created_at,
+                   updated_at)
+               VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $12)
+               ON CONFLICT (idempotency_key) DO NOTHING""",
+            [(event.id, m.key, m.provider, m.order_key, m.citizen_id, m.recipient, m.subject,
+              m.body, m.html, m.meta, m.available_at or now, now) for m in messages])
+
+    # --- delivery ---------------------------------------------------------------------
+
+    async def deliver_once(self, worker: str) -> int:
+        """Claim a batch, deliver it, record each result; the number claimed."""
+        if not self._providers:
+            return 0
+        now = self._clock()
+        rows = await self._pool.fetch(
+            _CLAIM, now, self.options.batch, timedelta(seconds=self.options.lease_seconds),
+            list(self._providers), worker)
+        if rows:
+            await asyncio.gather(*(self._deliver(worker, row) for row in rows))
+        return len(rows)
+
+    async def _deliver(self, worker: str, row: asyncpg.Record) -> None:
+        message = Outgoing(row["id"], row["provider"], row["idempotency_key"], row["recipient"],
+                           row["subject"], row["body"], row["html"], row["meta"],
+                           row["attempts"])
+        provider = self._providers[message.provider]
+        async with self._caps[message.provider]:
+            await self._limiters[message.provider].acquire()
+            try:
+                provider_id = await provider.send(message)
+            except TemporaryFailure as exc:
+                await self._retry(worker, message, exc)
+                return
+            except PermanentFailure as exc:
+                await self._pool.execute(_FAILED, message.id, worker, str(exc)[:500])
+                log.warning("relay_message_refused", message=message.id,
+                            provider=message.provider, error=str(exc))
+                return
+        await self._pool.execute(_SENT, message.id, worker, provider_id, self._clock())
+        log.debug("relay_message_sent", message=message.id, provider=message.provider,
+                  provider_id=provider_id)
+
+    async def _retry(self, worker: str, message: Outgoing, exc: TemporaryFailure) -> None:
+        spent = 0 if exc.throttled else 1
+        delay = backoff(message.attempt, self.options.backoff_base, self.options.backoff_max)
+        if exc.retry_after is not None:
+            delay = max(delay, exc.retry_after) if not exc.throttled else exc.retry_after
+        status = await self._pool.fetchval(
+            _RETRY, message.id, worker, self._clock() + timedelta(seconds=delay),
+            str(exc)[:500], 1 - spent, self.options.max_attempts)
+        event: dict[str, Any] = {"message": message.id, "provider": message.provider,
+                                 "attempt": message.attempt, "error": str(exc)}
+        if status == "dead":
+            log.error("relay_message_dead", **event)
+        else:
+            log.info("relay_message_retry", delay=round(delay, 2), **event)

@@ -1,0 +1,339 @@
+"""The outbox relay on the real PostgreSQL with a real SMTP server and an HTTP SMS
+gateway on loopback: an appeal's life, racing relays, a gateway down then up,
+throttling, dead letters and replay, delivery reports, quiet hours, opt-out."""
+
+from __future__ import annotations
+
+import itertools
+from collections import Counter
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, time, timedelta
+
+import asyncpg
+import pytest_asyncio
+
+from crm_sync.appeals import AppealsService, NewAppeal
+from crm_sync.db import create_pool
+from crm_sync.notifications.appeals import TOPICS, appeal_router
+from crm_sync.notifications.optout import OptOutLinks, opt_out
+from crm_sync.notifications.templates import load_notifications_config
+from crm_sync.outbox import NewMessage, ProviderLimits, Relay, RelayOptions
+from crm_sync.outbox.admin import apply_report, replay
+from crm_sync.outbox.model import Event, Router
+from crm_sync.outbox.providers import HttpSmsProvider, SmtpProvider
+from hotline.core.appeals import Channel
+from tests.support.appeals import OPERATOR, Clock, Ids, appeals_case_store, house, make_service
+from tests.support.databases import MakeDatabase
+from tests.support.paths import CONFIG_DIR
+from tests.support.providers import LoopbackGateway, LoopbackSmtp
+from tests.support.relay import eventually, moving_clock
+
+FAST = RelayOptions(workers=4, batch=20, lease_seconds=60, max_attempts=50,
+                    backoff_base=0.05, backoff_max=0.2, poll_interval=0.05)
+LINKS = OptOutLinks(b"test-secret", "https://1551.test")
+_seq = itertools.count(1)
+RACE = 2_000
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="session")
+async def pool(make_database: MakeDatabase) -> AsyncIterator[asyncpg.Pool]:
+    async with appeals_case_store(make_database, "relay") as p:
+        yield p
+
+
+@pytest_asyncio.fixture(loop_scope="session")
+async def gateway() -> AsyncIterator[LoopbackGateway]:
+    server = LoopbackGateway()
+    await server.start()
+    yield server
+    await server.stop()
+
+
+@pytest_asyncio.fixture(loop_scope="session")
+async def smtp() -> AsyncIterator[LoopbackSmtp]:
+    server = LoopbackSmtp()
+    await server.start()
+    yield server
+    await server.stop()
+
+
+@pytest_asyncio.fixture(loop_scope="session")
+async def clean(pool: asyncpg.Pool) -> None:
+    """Each test starts with nothing pending (the database is the module's)."""
+    await pool.execute("UPDATE outbox SET delivered_at = now() WHERE delivered_at IS NULL")
+    await pool.execute("UPDATE outbox_messages SET status = 'cancelled' "
+                       "WHERE status IN ('queued', 'sending', 'dead')")
+
+
+def sms(gateway: LoopbackGateway) -> HttpSmsProvider:
+    return HttpSmsProvider(gateway.url, gateway.api_key, timeout=5)
+
+
+async def citizen(ids: Ids, pool: asyncpg.Pool, *, channel: str = "sms", language: str = "uk",
+                  consent: bool = True, email: str | None = None) -> int:
+    citizen_id = await ids.citizen()
+    await pool.execute(
+        """UPDATE citizens SET notify_channel = $2, preferred_language = $3,
+               notify_consent = $4, email = $5 WHERE id = $1""",
+        citizen_id, channel, language, consent, email)
+    return citizen_id
+
+
+async def _statuses(pool: asyncpg.Pool, citizen_id: int) -> list[str]:
+    rows = await pool.fetch("SELECT status FROM outbox_messages WHERE citizen_id = $1 "
+                            "ORDER BY id", citizen_id)
+    return [r["status"] for r in rows]
+
+
+def _router(conn_topic: str = "test.ping", order_keys: int = 0) -> Router:
+    async def route(conn: asyncpg.Connection, event: Event, now: datetime) -> list[NewMessage]:
+        n = int(event.payload["n"])
+        order = f"sms:test:{n % order_keys}" if order_keys else f"sms:test:{event.key}"
+        return [NewMessage("sms", f"{event.key}:sms", order, "+380500000000",
+                           f"text {n}", meta={"n": n})]
+
+    return route
+
+
+async def _events(pool: asyncpg.Pool, count: int, topic: str = "test.ping") -> str:
+    run = f"run{next(_seq)}-{datetime.now(UTC).timestamp()}"
+    await pool.executemany(
+        "INSERT INTO outbox (topic, key, payload) VALUES ($1, $2, $3)",
+        [(topic, f"{run}:{n}", {"n": n}) for n in range(count)])
+    return run
+
+
+async def test_an_appeals_life_produces_exactly_the_expected_messages(
+    pool: asyncpg.Pool, clean: None, gateway: LoopbackGateway, smtp: LoopbackSmtp
+) -> None:
+    ids = Ids(pool)
+    by_sms = await citizen(ids, pool, channel="sms", language="uk")
+    by_mail = await citizen(ids, pool, channel="email", language="en",
+                            email="olena@example.test")
+    silent = await citizen(ids, pool, consent=False)
+    service = make_service(pool, Clock())
+
+    async def life(citizen_id: int) -> str:
+        appeal = (await service.register(NewAppeal(
+            channel=Channel.PHONE, category="passenger_lift_out_of_order",
+            district="holosiivskyi", address=house(), text="Не працює ліфт",
+            citizen_id=citizen_id), OPERATOR)).appeal
+        assert appeal.executor_code is not None
+        worker = await ids.executor_actor(appeal.executor_code)
+        await service.accept(appeal.id, worker, channel=Channel.EXECUTOR_PORTAL)
+        await service.start_work(appeal.id, worker, channel=Channel.EXECUTOR_PORTAL)
+        await service.ask_clarification(appeal.id, worker, "Який під'їзд?",
+                                        channel=Channel.EXECUTOR_PORTAL)
+        await service.add_comment(appeal.id, OPERATOR, "internal", visibility="internal",
+                                  channel=Channel.PHONE)
+        return appeal.number
+
+    numbers = {c: await life(c) for c in (by_sms, by_mail, silent)}
+    config = load_notifications_config(CONFIG_DIR)
+    relay = Relay(pool, {"sms": sms(gateway), "email": SmtpProvider("127.0.0.1", smtp.port,
+                                                                      "1551@kyiv.test")},
+                  {t: [appeal_router(config, LINKS)] for t in TOPICS}, FAST,
+                  clock=moving_clock(time(12, 0)))
+    relay.start()
+    try:
+        await eventually(lambda: _all_sent(pool, (by_sms, by_mail)), "every message sent")
+    finally:
+        await relay.stop()
+
+    texts = [a.text for a in gateway.arrivals if numbers[by_sms] in a.text]
+    assert len(texts) == 3 and len(gateway.arrivals) == 3
+    assert texts[0].startswith(f"Звернення {numbers[by_sms]} зареєстровано")
+    assert "передано виконавцю" in texts[1] and "уточнення: Який під'їзд?" in texts[2]
+    mails = smtp.sink.messages
+    assert [m["Subject"] for m in mails] == [
+        f"Your appeal {numbers[by_mail]} is registered",
+        f"Appeal {numbers[by_mail]} sent to the executor",
+        f"Appeal {numbers[by_mail]} clarification needed".replace(" clar", ": clar"),
+    ]
+    first = mails[0]
+    parts = first.get_payload()
+    assert first.is_multipart() and isinstance(parts, list)
+    assert [p.get_content_type() for p in parts if not isinstance(p, str)] == [
+        "text/plain", "text/html"]
+    assert first["Message-ID"].endswith("@kyiv.test>") and first["Date"]
+    assert first["List-Unsubscribe"] == f"<{LINKS.url(by_mail)}>"
+    assert await _statuses(pool, silent) == []
+    rows = await pool.fetch("SELECT provider_message_id, meta FROM outbox_messages "
+                            "WHERE citizen_id = $1 ORDER BY id", by_sms)
+    assert [r["provider_message_id"] for r in rows] == [a.id for a in gateway.arrivals]
+    assert rows[0]["meta"]["encoding"] == "ucs2"
+
+
+async def _all_sent(pool: asyncpg.Pool, citizens: tuple[int, ...]) -> bool:
+    pending = await pool.fetchval(
+        """SELECT count(*) FROM outbox_messages WHERE citizen_id = ANY($1::bigint[])
+           AND status IN ('queued', 'sending')""", list(citizens))
+    fanned = await pool.fetchval("SELECT count(*) FROM outbox WHERE delivered_at IS NULL")
+    total = await pool.fetchval(
+        "SELECT count(*) FROM outbox_messages WHERE citizen_id = ANY($1::bigint[])",
+        list(citizens))
+    return bool(pending == 0 and fanned == 0 and total > 0)
+
+
+async def test_two_relays_with_their_own_pools_deliver_10000_messages_once_each(
+    pool: asyncpg.Pool, clean: None, gateway: LoopbackGateway
+) -> None:
+    run = await _events(pool, RACE, "test.race")
+    dsn = pool._connect_args[0]
+    pools = [await create_pool(dsn, max_size=8) for _ in range(2)]
+    relays = [Relay(p, {"sms": sms(gateway)}, {"test.race": [_router(order_keys=500)]},
+                    RelayOptions(workers=4, batch=50, poll_interval=0.05),
+                    limits={"sms": ProviderLimits(10_000, 16)}, name=f"relay{n}")
+              for n, p in enumerate(pools)]
+    for relay in relays:
+        relay.start()
+    posted: Counter[str] = Counter()
+    try:
+        async def done() -> bool:
+            return bool(await pool.fetchval(
+                """SELECT count(*) FROM outbox_messages WHERE idempotency_key LIKE $1
+                   AND status = 'sent'""", f"{run}:%") == RACE)
+        await eventually(done, f"{RACE} sent", deadline=300)
+    finally:
+        for relay in relays:
+            await relay.stop()
+        for p in pools:
+            await p.close()
+    posted.update(a.key for a in gateway.arrivals)
+    assert gateway.posts == RACE  # no message was even offered twice
+    assert len(posted) == RACE and set(posted.values()) == {1}
+    by = await pool.fetch("SELECT leased_by, count(*) FROM outbox_messages "
+                          "WHERE idempotency_key LIKE $1 GROUP BY 1", f"{run}:%")
+    assert {r["leased_by"].split("/")[0] for r in by} == {"relay0", "relay1"}
+
+
+async def test_gateway_down_then_up_everything_arrives_once_in_order_per_citizen(
+    pool: asyncpg.Pool, clean: None, gateway: LoopbackGateway
+) -> None:
+    run = await _events(pool, 60, "test.down")
+    gateway.mode = "down"
+    relay = Relay(pool, {"sms": sms(gateway)}, {"test.down": [_router(order_keys=6)]}, FAST)
+    relay.start()
+    try:
+        await eventually(lambda: _at_least(pool, run, 6), "every citizen's head tried")
+        assert not gateway.arrivals and gateway.refused >= 6
+        gateway.mode = "up"
+
+        async def done() -> bool:
+            return bool(await pool.fetchval(
+                "SELECT count(*) FROM outbox_messages WHERE idempotency_key LIKE $1 "
+                "AND status = 'sent'", f"{run}:%") == 60)
+        await eventually(done, "all sent after the gateway came back")
+    finally:
+        await relay.stop()
+    mine = [a for a in gateway.arrivals if a.key.startswith(f"{run}:")]
+    assert len(mine) == 60 and len({a.key for a in mine}) == 60
+    for k in range(6):
+        seen = [int(a.text.split()[1]) for a in mine if int(a.text.split()[1]) % 6 == k]
+        assert seen == sorted(seen) and len(seen) == 10
+
+
+async def _at_least(pool: asyncpg.Pool, run: str, count: int) -> bool:
+    tried = await pool.fetchval(
+        "SELECT count(*) FROM outbox_messages WHERE idempotency_key LIKE $1 AND attempts >= 2",
+        f"{run}:%")
+    return bool(tried >= count)
+
+
+async def test_throttling_spends_no_attempt_and_failures_end_dead_until_replayed(
+    pool: asyncpg.Pool, clean: None, gateway: LoopbackGateway
+) -> None:
+    run = await _events(pool, 3, "test.dead")
+    gateway.mode, gateway.retry_after = "throttle", "0"
+    options = RelayOptions(workers=1, batch=5, max_attempts=3, backoff_base=0.01,
+                           backoff_max=0.02, poll_interval=0.02)
+    relay = Relay(pool, {"sms": sms(gateway)}, {"test.dead": [_router()]}, options)
+    relay.start()
+    try:
+        await eventually(lambda: _posts_over(gateway, 20), "throttled many times")
+        assert await pool.fetchval(
+            "SELECT max(attempts) FROM outbox_messages WHERE idempotency_key LIKE $1",
+            f"{run}:%") <= 1  # a 429 is the gateway's state, not the message's failure
+        gateway.mode = "down"
+
+        async def dead() -> bool:
+            return bool(await pool.fetchval(
+                "SELECT count(*) FROM outbox_messages WHERE idempotency_key LIKE $1 "
+                "AND status = 'dead'", f"{run}:%") == 3)
+        await eventually(dead, "dead after 3 attempts")
+        attempts = await pool.fetch("SELECT attempts, last_error FROM outbox_messages "
+                                    "WHERE idempotency_key LIKE $1", f"{run}:%")
+        assert {r["attempts"] for r in attempts} == {3}
+        assert all("503" in r["last_error"] for r in attempts)
+        gateway.mode = "up"
+        assert await replay(pool, None, datetime.now(UTC)) == 3
+
+        async def sent() -> bool:
+            return bool(await pool.fetchval(
+                "SELECT count(*) FROM outbox_messages WHERE idempotency_key LIKE $1 "
+                "AND status = 'sent'", f"{run}:%") == 3)
+        await eventually(sent, "sent after the replay")
+    finally:
+        await relay.stop()
+
+
+async def _posts_over(gateway: LoopbackGateway, n: int) -> bool:
+    return gateway.posts > n
+
+
+async def test_delivery_reports_move_forward_once_even_before_the_send_is_recorded(
+    pool: asyncpg.Pool, clean: None, gateway: LoopbackGateway
+) -> None:
+    run = await _events(pool, 2, "test.dlr")
+    now = datetime.now(UTC)
+    # The gateway's report for the second message arrives before we record its send.
+    assert await apply_report(pool, "sms", "gw-early", "delivered", now) == "pending"
+    relay = Relay(pool, {"sms": sms(gateway)}, {"test.dlr": [_router()]}, FAST)
+    assert await relay.fan_out_once() >= 2
+    await relay.deliver_once("w")
+    rows = await pool.fetch("SELECT id, status, provider_message_id FROM outbox_messages "
+                            "WHERE idempotency_key LIKE $1 ORDER BY id", f"{run}:%")
+    assert [r["status"] for r in rows] == ["sent", "sent"]
+    first = rows[0]["provider_message_id"]
+    assert await apply_report(pool, "sms", first, "delivered", now) == "applied"
+    assert await apply_report(pool, "sms", first, "delivered", now) == "duplicate"
+    assert await apply_report(pool, "sms", first, "failed", now) == "pending"  # not undone
+    assert await pool.fetchval("SELECT status FROM outbox_messages WHERE id = $1",
+                               rows[0]["id"]) == "delivered"
+    # the early report: recorded with the send
+    await pool.execute("UPDATE outbox_messages SET status = 'sending', leased_by = 'w2' "
+                       "WHERE id = $1", rows[1]["id"])
+    from crm_sync.outbox.relay import _SENT
+
+    await pool.execute(_SENT, rows[1]["id"], "w2", "gw-early", now)
+    assert await pool.fetchval("SELECT status FROM outbox_messages WHERE id = $1",
+                               rows[1]["id"]) == "delivered"
+
+
+async def test_quiet_hours_delay_texts_to_the_morning_and_opt_out_cancels(
+    pool: asyncpg.Pool, clean: None
+) -> None:
+    ids = Ids(pool)
+    night = await citizen(ids, pool, channel="sms")
+    mailer = await citizen(ids, pool, channel="email", email="x@example.test")
+    service: AppealsService = make_service(pool, Clock())
+    for c in (night, mailer):
+        await service.register(NewAppeal(
+            channel=Channel.PHONE, category="no_entrance_lighting", district="darnytskyi",
+            address=house(), text="Темно", citizen_id=c), OPERATOR)
+    clock = moving_clock(time(23, 30))
+    relay = Relay(pool, {}, {t: [appeal_router(load_notifications_config(CONFIG_DIR), LINKS)]
+                             for t in TOPICS}, FAST, clock=clock)
+    while await relay.fan_out_once():
+        pass
+    texts = await pool.fetch("SELECT available_at FROM outbox_messages WHERE citizen_id = $1",
+                             night)
+    morning = [r["available_at"].astimezone(moving_clock.__globals__["KYIV"]) for r in texts]
+    assert len(morning) == 2 and all(m.time() == time(8, 0) for m in morning)
+    assert all(m - clock() < timedelta(hours=9) for m in morning)
+    mails = await pool.fetch("SELECT available_at FROM outbox_messages WHERE citizen_id = $1",
+                             mailer)
+    assert len(mails) == 2 and all(r["available_at"] <= clock() for r in mails)
+    assert await opt_out(pool, night, "link", datetime.now(UTC)) is True
+    assert await opt_out(pool, night, "link", datetime.now(UTC)) is False
+    assert await _statuses(pool, night) == ["cancelled", "cancelled"]
