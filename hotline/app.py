@@ -377,12 +377,54 @@ async def _close_settled_appeals(
         await asyncio.sleep(every)
 
 
+def relay_secret(settings: Settings) -> bytes:
+    """Signs opt-out links and checks the SMS gateway's webhooks: generated once into
+    the secrets directory, shared by the relay and web processes; blocking."""
+    values = read_or_create_secrets(
+        settings.state_path / "secrets" / "relay.toml",
+        lambda: {"webhook_secret": secrets.token_urlsafe(48)},
+    )
+    return str(values["webhook_secret"]).encode()
+
+
+async def _start_relay(service: HotlineService) -> None:
+    from crm_sync.notifications.appeals import TOPICS, appeal_router
+    from crm_sync.notifications.optout import OptOutLinks
+    from crm_sync.notifications.templates import load_notifications_config
+    from crm_sync.outbox import Provider, ProviderLimits, Relay, RelayOptions
+    from crm_sync.outbox.providers import HttpSmsProvider, SmtpProvider
+
+    r = service.settings.relay
+    config = await asyncio.to_thread(load_notifications_config, service.settings.config_path)
+    links = OptOutLinks(await asyncio.to_thread(relay_secret, service.settings), r.public_url)
+    providers: dict[str, Provider] = {}
+    if r.sms_url:
+        providers["sms"] = HttpSmsProvider(r.sms_url, r.sms_api_key)
+    if r.smtp_host:
+        providers["email"] = SmtpProvider(r.smtp_host, r.smtp_port, r.email_from,
+                                          username=r.smtp_username, password=r.smtp_password,
+                                          starttls=r.smtp_starttls)
+    relay = Relay(
+        service.backends.pool, providers, {t: [appeal_router(config, links)] for t in TOPICS},
+        RelayOptions(workers=r.workers, batch=r.batch, lease_seconds=r.lease_seconds,
+                     max_attempts=r.max_attempts, backoff_base=r.backoff_base,
+                     backoff_max=r.backoff_max, poll_interval=r.poll_interval),
+        limits={"sms": ProviderLimits(r.sms_rate_per_second, r.sms_concurrency),
+                "email": ProviderLimits(r.email_rate_per_second, r.email_concurrency)},
+        name=f"relay-{service.settings.service.server_id}",
+    )
+    relay.start()
+    service.on_stop("relay", relay.stop)
+    service.needs_backends(health.DATABASE)
+
+
 #: Every role a process can run: adding one is one entry here and its name in
 #: ``hotline.settings.ROLES`` (a test keeps the two equal).
 PARTS: dict[str, Callable[[HotlineService], Awaitable[None]]] = {
     "agi": _start_agi,
     "ami": _start_ami,
     "web": _start_web,
+    "relay": _start_relay,
 }
 assert tuple(PARTS) == PROCESS_ROLES, "hotline.settings.PROCESS_ROLES and PARTS differ"
 

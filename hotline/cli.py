@@ -87,6 +87,12 @@ def build_parser() -> argparse.ArgumentParser:
                         "gov_contact_centre); revoke: the key's id")
     apikey.add_argument("--label", default="", help="for add: whose key it is")
 
+    outbox = sub.add_parser("outbox", help="the outbox relay's messages: list, replay")
+    outbox.add_argument("action", choices=("list", "replay"))
+    outbox.add_argument("target", nargs="?", help="replay: a message id")
+    outbox.add_argument("--dead", action="store_true", help="list: dead letters only")
+    outbox.add_argument("--all-dead", action="store_true", help="replay: every dead letter")
+
     sub.add_parser("config", help="print the effective settings (secrets hidden)")
     sub.add_parser(
         "check-config",
@@ -149,6 +155,8 @@ def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
         return asyncio.run(_user_add(args, settings))
     if args.command == "apikey":
         return asyncio.run(_apikey(args, settings))
+    if args.command == "outbox":
+        return asyncio.run(_outbox(args, settings))
     if args.command == "run":
         if "ami" in settings.service.roles:
             _fill_ami_secret(settings)
@@ -328,6 +336,33 @@ async def _apikey(args: argparse.Namespace, settings: Settings) -> int:
             for key in await list_keys(database.pool):
                 state = f"revoked {key.revoked_at:%Y-%m-%d}" if key.revoked_at else "active"
                 print(f"{key.id}\t{key.channel.value}\t{key.prefix}…\t{state}\t{key.label}")
+    finally:
+        await database.close()
+    return 0
+
+
+async def _outbox(args: argparse.Namespace, settings: Settings) -> int:
+    """``list [--dead]``: newest first, numbers masked; ``replay ID|--all-dead``: back
+    to the queue, same idempotency key."""
+    from crm_sync.migrate import migrate
+    from crm_sync.outbox.admin import list_messages, replay
+    from hotline.app import open_database
+    from hotline.core.privacy import mask_phone
+
+    if args.action == "replay" and not args.all_dead and not str(args.target).isdigit():
+        raise SettingsError("outbox replay: a message id, or --all-dead")
+    database = await open_database(settings, keep_embedded=True)
+    try:
+        await migrate(database.pool)
+        if args.action == "list":
+            for m in await list_messages(database.pool, dead=args.dead):
+                who = m["recipient"] if "@" in m["recipient"] else mask_phone(m["recipient"])
+                print(f"{m['id']}\t{m['provider']}\t{m['status']}\t{m['attempts']}\t{who}\t"
+                      f"{m['idempotency_key']}\t{m['last_error'] or ''}")
+        else:
+            count = await replay(database.pool, None if args.all_dead else int(args.target),
+                                 datetime.now(UTC))
+            print(f"{count} message(s) queued again")
     finally:
         await database.close()
     return 0

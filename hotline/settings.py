@@ -42,9 +42,10 @@ def _shipped_config_dir() -> Path:
 CONFIG_DIR = _shipped_config_dir()
 DEFAULT_CONFIG_FILE = CONFIG_DIR / "hotline.toml"
 #: The roles a process can run (people's roles are ``hotline.core.people.PROCESS_ROLES``).
-PROCESS_ROLES = ("agi", "ami", "web")
+PROCESS_ROLES = ("agi", "ami", "web", "relay")
 SECRET_KEYS = frozenset(
-    {"ami.secret", "database.url", "redis.url", "web.metrics_token", "web.session_secret"}
+    {"ami.secret", "database.url", "redis.url", "web.metrics_token", "web.session_secret",
+     "relay.sms_api_key", "relay.smtp_password"}
 )
 #: Settings that are URLs and may carry credentials (``user:password@`` or ``?password=``).
 URL_KEYS = frozenset({"database.url", "redis.url", "asterisk.mirror"})
@@ -153,6 +154,34 @@ class AsteriskSettings:
 
 
 @dataclass
+class RelaySettings:
+    """The outbox relay (issue 10). A provider with no address is not started: its
+    messages wait, queued."""
+
+    workers: int = 4
+    batch: int = 10
+    lease_seconds: float = 60.0
+    max_attempts: int = 8
+    backoff_base: float = 2.0
+    backoff_max: float = 3600.0
+    poll_interval: float = 0.5
+    sms_url: str = ""
+    sms_api_key: str = ""  # a secret: environment or secrets file only
+    sms_rate_per_second: float = 20.0
+    sms_concurrency: int = 4
+    smtp_host: str = ""
+    smtp_port: int = 25
+    smtp_username: str = ""
+    smtp_password: str = ""  # a secret
+    smtp_starttls: bool = False
+    email_from: str = "1551@kyiv.example"
+    email_rate_per_second: float = 10.0
+    email_concurrency: int = 4
+    # Where citizens open the opt-out link (the web role's public address).
+    public_url: str = "http://127.0.0.1:8551"
+
+
+@dataclass
 class Settings:
     service: ServiceSettings = field(default_factory=ServiceSettings)
     agi: AgiSettings = field(default_factory=AgiSettings)
@@ -161,6 +190,7 @@ class Settings:
     database: DatabaseSettings = field(default_factory=DatabaseSettings)
     redis: RedisSettings = field(default_factory=RedisSettings)
     asterisk: AsteriskSettings = field(default_factory=AsteriskSettings)
+    relay: RelaySettings = field(default_factory=RelaySettings)
 
     @property
     def config_path(self) -> Path:
@@ -241,7 +271,8 @@ def _apply(settings: Settings, key: str, value: Any, source: str) -> None:
     if name not in {f.name for f in dataclasses.fields(section)}:
         raise SettingsError(f"{key}: unknown setting (from {source})")
     if source == "config file" and (
-        key in {"ami.secret", "web.metrics_token", "web.session_secret"}
+        key in {"ami.secret", "web.metrics_token", "web.session_secret", "relay.sms_api_key",
+                "relay.smtp_password"}
         or (key in URL_KEYS and _has_password(str(value)))
     ):
         raise SettingsError(

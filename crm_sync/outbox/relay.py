@@ -178,6 +178,7 @@ class Relay:
         self._clock = clock
         self._tasks: list[asyncio.Task[None]] = []
         self._wake = asyncio.Event()
+        self._stopping = asyncio.Event()
 
     # --- running ----------------------------------------------------------------------
 
@@ -189,8 +190,14 @@ class Relay:
         log.info("relay_started", relay=self.name, workers=self.options.workers,
                  providers=sorted(self._providers), topics=sorted(self._routers))
 
-    async def stop(self) -> None:
-        for task in self._tasks:
+    async def stop(self, grace: float = 10.0) -> None:
+        """Loops end between two steps (a cancelled query could leave its connection
+        mid-transaction, the fan-out's lock with it); cancelled only after ``grace``."""
+        self._stopping.set()
+        self._wake.set()
+        _done, pending = await asyncio.wait(self._tasks, timeout=grace) if self._tasks \
+            else (set(), set())
+        for task in pending:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         self._tasks.clear()
@@ -200,8 +207,14 @@ class Relay:
                 await close()
         log.info("relay_stopped", relay=self.name)
 
+    async def _pause(self, seconds: float) -> None:
+        try:
+            await asyncio.wait_for(self._stopping.wait(), seconds)
+        except TimeoutError:
+            pass
+
     async def _fan_out_loop(self) -> None:
-        while True:
+        while not self._stopping.is_set():
             try:
                 count = await self.fan_out_once()
             except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
@@ -210,15 +223,16 @@ class Relay:
             if count:
                 self._wake.set()
             else:
-                await asyncio.sleep(self.options.poll_interval)
+                await self._pause(self.options.poll_interval)
 
     async def _worker_loop(self, n: int) -> None:
         worker = f"{self.name}/{n}"
-        while True:
+        while not self._stopping.is_set():
             try:
                 count = await self.deliver_once(worker)
             except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
                 log.warning("relay_claim_failed", worker=worker, error=str(exc))
+                await self._pause(self.options.poll_interval)
                 count = 0
             if not count:
                 self._wake.clear()
@@ -316,7 +330,14 @@ class Relay:
                 log.warning("relay_message_refused", message=message.id,
                             provider=message.provider, error=str(exc))
                 return
-        await self._pool.execute(_SENT, message.id, worker, provider_id, self._clock())
+        try:
+            await self._pool.execute(_SENT, message.id, worker, provider_id, self._clock())
+        except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError) as exc:
+            # Sent but not recorded: the lease runs out and the message goes again with
+            # the same idempotency key, which the provider recognises.
+            log.error("relay_result_not_recorded", message=message.id,
+                      provider=message.provider, provider_id=provider_id, error=str(exc))
+            return
         log.debug("relay_message_sent", message=message.id, provider=message.provider,
                   provider_id=provider_id)
 

@@ -32,7 +32,7 @@ FAST = RelayOptions(workers=4, batch=20, lease_seconds=60, max_attempts=50,
                     backoff_base=0.05, backoff_max=0.2, poll_interval=0.05)
 LINKS = OptOutLinks(b"test-secret", "https://1551.test")
 _seq = itertools.count(1)
-RACE = 2_000
+RACE = 10_000
 
 
 @pytest_asyncio.fixture(scope="module", loop_scope="session")

@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import email
 import itertools
+import uuid
 from collections import Counter
 from dataclasses import dataclass, field
 from email.message import Message
@@ -71,6 +72,7 @@ class LoopbackGateway:
         self.posts = 0
         self.refused = 0
         self._ids = itertools.count(1)
+        self._run = uuid.uuid4().hex[:8]  # ids unique across gateways, as a real one's are
         self._runner: web.AppRunner | None = None
         self.port = 0
 
@@ -97,7 +99,7 @@ class LoopbackGateway:
         key = request.headers.get("Idempotency-Key", "")
         known = self.by_key.get(key)
         if known is None:
-            known = Arrival(key, body["to"], body["text"], f"gw-{next(self._ids)}")
+            known = Arrival(key, body["to"], body["text"], f"gw-{self._run}-{next(self._ids)}")
             self.by_key[key] = known
             self.arrivals.append(known)
         return web.json_response({"id": known.id}, status=202)
