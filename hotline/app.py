@@ -53,6 +53,7 @@ from hotline.settings import (
 )
 from hotline.web.app import build_web_app
 from hotline.web.common import APPEALS
+from hotline.web.delivery_reports import NOTIFICATIONS, Notifications
 from hotline.web.ops import MetricsAccess
 from hotline.web.options import WebOptions
 from ivr.flows import build_routes
@@ -348,6 +349,7 @@ async def _start_web(service: HotlineService) -> None:
     appeals = AppealsService(service.backends.pool, calendar=appeals_config.calendar,
                              settings=appeals_config.settings)
     app[APPEALS] = appeals
+    app[NOTIFICATIONS] = await _notifications(s)
     service.web_runner = web.AppRunner(app, access_log=None)
     await service.web_runner.setup()
     service.on_stop("web", service.web_runner.cleanup)
@@ -385,6 +387,17 @@ def relay_secret(settings: Settings) -> bytes:
         lambda: {"webhook_secret": secrets.token_urlsafe(48)},
     )
     return str(values["webhook_secret"]).encode()
+
+
+async def _notifications(settings: Settings) -> Notifications:
+    """What the web's gateway webhooks and opt-out link need (shared with the relay)."""
+    from crm_sync.notifications.optout import OptOutLinks
+    from crm_sync.notifications.templates import load_notifications_config
+
+    secret = await asyncio.to_thread(relay_secret, settings)
+    config = await asyncio.to_thread(load_notifications_config, settings.config_path)
+    return Notifications(secret, OptOutLinks(secret, settings.relay.public_url),
+                         config.opt_out_keywords)
 
 
 async def _start_relay(service: HotlineService) -> None:

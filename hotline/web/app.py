@@ -14,6 +14,7 @@ from crm_sync.people import PasswordChecker
 from hotline.core.health import Readiness
 from hotline.web import (
     auth,
+    delivery_reports,
     executor,
     guard,
     open311,
@@ -38,7 +39,7 @@ from hotline.web.options import WebOptions
 from hotline.web.sessions import SessionStore
 
 #: The web modules; a new page or API is one module with its ``ROUTES``.
-MODULES = (auth, ops, wallboard, open311, openapi, executor, routing_admin)
+MODULES = (auth, ops, wallboard, open311, openapi, executor, routing_admin, delivery_reports)
 STATIC_PREFIX = "/static/"
 
 

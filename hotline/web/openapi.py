@@ -107,6 +107,37 @@ _POST_BODY = {"type": "object", "required": ["api_key", "service_code"],
                                        "description": "attribute[CODE]: an answer"}}
 
 
+def _notification_paths() -> dict[str, Any]:
+    """The SMS gateway's webhooks and the opt-out link (``hotline.web.delivery_reports``)."""
+    signed = [{"name": "X-Hotline-Signature", "in": "header", "required": True,
+               "schema": _STR, "description": "sha256=<hex HMAC-SHA256 of the raw body>"}]
+    errors = {"400": _json("invalid body"), "401": _json("signature does not match"),
+              "503": _json("notifications not configured")}
+
+    def body(props: dict[str, Any], required: list[str]) -> dict[str, Any]:
+        return {"required": True, "content": {"application/json": {"schema": {
+            "type": "object", "properties": props, "required": required}}}}
+
+    link = [{"name": "c", "in": "query", "required": True, "schema": _STR},
+            {"name": "t", "in": "query", "required": True, "schema": _STR}]
+    return {
+        "/webhooks/sms/delivery": {"post": {
+            "summary": "SMS gateway: a delivery report (idempotent)", "parameters": signed,
+            "requestBody": body({"id": _STR, "status": {"type": "string", "enum": [
+                "delivered", "failed"]}, "detail": _STR}, ["id", "status"]),
+            "responses": {"200": _json("applied, duplicate or pending"), **errors}}},
+        "/webhooks/sms/inbound": {"post": {
+            "summary": "SMS gateway: a citizen's reply (an opt-out keyword opts out)",
+            "parameters": signed, "requestBody": body({"from": _STR, "text": _STR}, ["from"]),
+            "responses": {"200": _json("opted_out, unknown or ignored"), **errors}}},
+        "/notifications/opt-out": {
+            "get": {"summary": "the opt-out link: a confirmation page", "parameters": link,
+                    "responses": {"200": _text("page"), "400": _json("invalid link")}},
+            "post": {"summary": "the opt-out link: opt out", "parameters": link,
+                     "responses": {"200": _text("page"), "400": _json("invalid link")}}},
+    }
+
+
 def document() -> dict[str, Any]:
     o311 = "/open311/v2"
     get_requests_params = [_FMT, _KEY, _JURISDICTION, _LOCALE] + [
@@ -223,6 +254,7 @@ def document() -> dict[str, Any]:
                 "responses": {"200": _open311("the id", "Tokens"), **_OPEN311_ERRORS}}},
             **executor.OPENAPI_PATHS,
             **routing_admin.OPENAPI_PATHS,
+            **_notification_paths(),
         },
     }
 

@@ -43,7 +43,9 @@ PUBLIC = {"/login", "/healthz", "/readyz", "/metrics", "/static", "/openapi.json
           # Open311: clients are servers with an api_key, checked by the handlers
           "/open311/v2/services.{format}", "/open311/v2/services/{code}.{format}",
           "/open311/v2/requests.{format}", "/open311/v2/requests/{id}.{format}",
-          "/open311/v2/tokens/{token}.{format}"}
+          "/open311/v2/tokens/{token}.{format}",
+          # the SMS gateway's webhooks (signed) and the opt-out link (a token)
+          "/webhooks/sms/delivery", "/webhooks/sms/inbound", "/notifications/opt-out"}
 #: Every route that needs a session, and how a request without one is turned away.
 PROTECTED: list[tuple[str, str, str]] = [
     ("GET", "/", "page"),
