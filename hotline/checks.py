@@ -13,6 +13,8 @@ What is checked:
 - ``seed/*.csv``: the taxonomy, and that each sphere the catalogue names exists;
 - ``appeals.toml``, ``holidays.toml``, ``routing.toml``: the appeals' lifecycle,
   working calendar and routing, and the codes they name against the taxonomy;
+- ``notifications.toml``: citizens' notification texts, their placeholders, and
+  that each SMS text fits its segment limit with sample values;
 - ``asterisk/etc``: the queues the generated ``queues.conf`` defines and the
   dialplan uses are the catalogue's, the production dialplan does not include
   the simulation, and every ``${HOTLINE_…}`` it reads is defined.
@@ -25,6 +27,7 @@ import re
 from pathlib import Path
 
 from crm_sync.appeals.config import check_appeals_config
+from crm_sync.notifications.templates import check_notifications_config
 from crm_sync.taxonomy import check_taxonomy
 from hotline.core.problems import Problem
 from hotline.core.queues import CATALOGUE_FILE, QueueCatalogue, check_catalogue
@@ -101,6 +104,7 @@ def check_config(
         districts={d.code for d in taxonomy.districts} if taxonomy else None,
         executors={e.code for e in taxonomy.executors} if taxonomy else None,
     ))
+    found(check_notifications_config(config_dir))
     return problems
 
 

@@ -14,6 +14,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from crm_sync.notifications.text import QuietHours, fit_sms, sms_size
 from hotline.core.errors import ConfigError
+from hotline.core.problems import Problem
 
 FILE_NAME = "notifications.toml"
 #: The appeal statuses a citizen is told of (the ``to_status`` of a change).
@@ -156,3 +157,12 @@ def problems(config: NotificationsConfig) -> list[str]:
             found.append(f"{FILE_NAME}: events.{event}.{lang}.sms: {size.segments} segments "
                          f"({size.encoding}) with sample values, over {config.max_sms_segments}")
     return found
+
+
+def check_notifications_config(config_dir: Path) -> list[Problem]:
+    """``hotline check-config``: the file reads, and its texts fit their segments."""
+    try:
+        config = load_notifications_config(config_dir)
+    except NotificationsConfigError as exc:
+        return [Problem(FILE_NAME, "", exc.message.split(": ", 1)[-1])]
+    return [Problem(FILE_NAME, "", p.split(": ", 1)[-1]) for p in problems(config)]

@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import random
 from datetime import UTC, datetime, time
+from pathlib import Path
 
 import pytest
 
 from crm_sync.notifications.appeals import citizen_event
 from crm_sync.notifications.templates import (
     NotificationsConfigError,
+    check_notifications_config,
     load_notifications_config,
     parse,
     problems,
@@ -88,3 +90,18 @@ def test_which_events_a_citizen_hears_of() -> None:
     assert citizen_event(event("appeal.status_changed", "routed")) == "routed"
     assert citizen_event(event("appeal.status_changed", "accepted")) is None
     assert citizen_event(event("appeal.comment_added", "done")) is None
+
+
+def test_check_config_names_a_broken_notifications_file(tmp_path: Path) -> None:
+    assert check_notifications_config(CONFIG_DIR) == []
+    (tmp_path / "notifications.toml").write_text(
+        (CONFIG_DIR / "notifications.toml").read_text(encoding="utf-8")
+        .replace("Звернення {number} виконано", "Звернення {nomer} виконано"), encoding="utf-8")
+    found = check_notifications_config(tmp_path)
+    assert [str(p) for p in found] == [
+        "notifications.toml: events.done.uk.sms: unknown placeholder {nomer}"]
+    (tmp_path / "notifications.toml").write_text(
+        (CONFIG_DIR / "notifications.toml").read_text(encoding="utf-8")
+        .replace("max_sms_segments = 3", "max_sms_segments = 1"), encoding="utf-8")
+    assert any("segments (ucs2) with sample values, over 1" in str(p)
+               for p in check_notifications_config(tmp_path))
