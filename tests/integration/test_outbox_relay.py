@@ -337,3 +337,50 @@ async def test_quiet_hours_delay_texts_to_the_morning_and_opt_out_cancels(
     assert await opt_out(pool, night, "link", datetime.now(UTC)) is True
     assert await opt_out(pool, night, "link", datetime.now(UTC)) is False
     assert await _statuses(pool, night) == ["cancelled", "cancelled"]
+
+
+async def test_a_slow_gateway_times_out_and_the_retry_carries_the_same_key(
+    pool: asyncpg.Pool, clean: None, gateway: LoopbackGateway
+) -> None:
+    run = await _events(pool, 12, "test.slow")
+    gateway.mode, gateway.delay = "slow", 0.5
+    provider = HttpSmsProvider(gateway.url, gateway.api_key, timeout=0.1)
+    relay = Relay(pool, {"sms": provider}, {"test.slow": [_router()]}, FAST,
+                  limits={"sms": ProviderLimits(1000, 2)})
+    relay.start()
+    try:
+        await eventually(lambda: _at_least(pool, run, 2), "timed out and retried")
+        gateway.mode = "up"
+
+        async def sent() -> bool:
+            return bool(await pool.fetchval(
+                "SELECT count(*) FROM outbox_messages WHERE idempotency_key LIKE $1 "
+                "AND status = 'sent'", f"{run}:%") == 12)
+        await eventually(sent, "sent once the gateway is quick again")
+    finally:
+        await relay.stop()
+    mine = [a for a in gateway.arrivals if a.key.startswith(f"{run}:")]
+    # the slow answers did arrive at the gateway: the retries were recognised by their key
+    assert len(mine) == 12 and gateway.posts > 12
+    ids = await pool.fetch("SELECT provider_message_id FROM outbox_messages "
+                           "WHERE idempotency_key LIKE $1", f"{run}:%")
+    assert {r["provider_message_id"] for r in ids} == {a.id for a in mine}
+
+
+async def test_the_concurrency_cap_holds_across_workers(
+    pool: asyncpg.Pool, clean: None, gateway: LoopbackGateway
+) -> None:
+    run = await _events(pool, 16, "test.cap")
+    gateway.mode, gateway.delay = "slow", 0.05
+    relay = Relay(pool, {"sms": sms(gateway)}, {"test.cap": [_router()]}, FAST,
+                  limits={"sms": ProviderLimits(1000, 2)})
+    relay.start()
+    try:
+        async def sent() -> bool:
+            return bool(await pool.fetchval(
+                "SELECT count(*) FROM outbox_messages WHERE idempotency_key LIKE $1 "
+                "AND status = 'sent'", f"{run}:%") == 16)
+        await eventually(sent, "all sent")
+    finally:
+        await relay.stop()
+    assert gateway.max_in_flight == 2  # 4 workers with 20 each, 2 requests at a time

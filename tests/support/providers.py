@@ -71,6 +71,8 @@ class LoopbackGateway:
         self.by_key: dict[str, Arrival] = {}
         self.posts = 0
         self.refused = 0
+        self.in_flight = 0
+        self.max_in_flight = 0
         self._ids = itertools.count(1)
         self._run = uuid.uuid4().hex[:8]  # ids unique across gateways, as a real one's are
         self._runner: web.AppRunner | None = None
@@ -81,6 +83,14 @@ class LoopbackGateway:
         return f"http://127.0.0.1:{self.port}"
 
     async def _messages(self, request: web.Request) -> web.Response:
+        self.in_flight += 1
+        self.max_in_flight = max(self.max_in_flight, self.in_flight)
+        try:
+            return await self._answer(request)
+        finally:
+            self.in_flight -= 1
+
+    async def _answer(self, request: web.Request) -> web.Response:
         self.posts += 1
         if request.headers.get("Authorization") != f"Bearer {self.api_key}":
             return web.json_response({"error": "unauthorised"}, status=401)
