@@ -54,9 +54,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--log-format", choices=("console", "json"))
     sub = parser.add_subparsers(dest="command", required=True)
 
-    run = sub.add_parser("run", help="run the service (FastAGI, AMI, web)")
+    run = sub.add_parser("run", help="run the service (FastAGI, AMI, web, outbox relay)")
     run.add_argument("--role", dest="process_roles",
-                     help="comma-separated roles to run: agi,ami,web (default all)")
+                     help="comma-separated roles to run: agi,ami,web,relay (default all)")
 
     sub.add_parser("migrate", help="apply database migrations and seed the taxonomy")
 
