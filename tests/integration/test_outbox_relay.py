@@ -4,7 +4,9 @@ throttling, dead letters and replay, delivery reports, quiet hours, opt-out."""
 
 from __future__ import annotations
 
+import asyncio
 import itertools
+import sys
 from collections import Counter
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, time, timedelta
@@ -13,20 +15,18 @@ import asyncpg
 import pytest_asyncio
 
 from crm_sync.appeals import AppealsService, NewAppeal
-from crm_sync.db import create_pool
 from crm_sync.notifications.appeals import TOPICS, appeal_router
 from crm_sync.notifications.optout import OptOutLinks, opt_out
 from crm_sync.notifications.templates import load_notifications_config
-from crm_sync.outbox import NewMessage, ProviderLimits, Relay, RelayOptions
+from crm_sync.outbox import ProviderLimits, Relay, RelayOptions
 from crm_sync.outbox.admin import apply_report, replay
-from crm_sync.outbox.model import Event, Router
 from crm_sync.outbox.providers import HttpSmsProvider, SmtpProvider
 from hotline.core.appeals import Channel
 from tests.support.appeals import OPERATOR, Clock, Ids, appeals_case_store, house, make_service
 from tests.support.databases import MakeDatabase
 from tests.support.paths import CONFIG_DIR
 from tests.support.providers import LoopbackGateway, LoopbackSmtp
-from tests.support.relay import eventually, moving_clock
+from tests.support.relay import eventually, moving_clock, ping_router
 
 FAST = RelayOptions(workers=4, batch=20, lease_seconds=60, max_attempts=50,
                     backoff_base=0.05, backoff_max=0.2, poll_interval=0.05)
@@ -83,16 +83,6 @@ async def _statuses(pool: asyncpg.Pool, citizen_id: int) -> list[str]:
     rows = await pool.fetch("SELECT status FROM outbox_messages WHERE citizen_id = $1 "
                             "ORDER BY id", citizen_id)
     return [r["status"] for r in rows]
-
-
-def _router(conn_topic: str = "test.ping", order_keys: int = 0) -> Router:
-    async def route(conn: asyncpg.Connection, event: Event, now: datetime) -> list[NewMessage]:
-        n = int(event.payload["n"])
-        order = f"sms:test:{n % order_keys}" if order_keys else f"sms:test:{event.key}"
-        return [NewMessage("sms", f"{event.key}:sms", order, "+380500000000",
-                           f"text {n}", meta={"n": n})]
-
-    return route
 
 
 async def _events(pool: asyncpg.Pool, count: int, topic: str = "test.ping") -> str:
@@ -175,30 +165,30 @@ async def _all_sent(pool: asyncpg.Pool, citizens: tuple[int, ...]) -> bool:
     return bool(pending == 0 and fanned == 0 and total > 0)
 
 
-async def test_two_relays_with_their_own_pools_deliver_10000_messages_once_each(
+async def test_two_relay_processes_deliver_10000_messages_once_each(
     pool: asyncpg.Pool, clean: None, gateway: LoopbackGateway
 ) -> None:
     run = await _events(pool, RACE, "test.race")
     dsn = pool._connect_args[0]
-    pools = [await create_pool(dsn, max_size=8) for _ in range(2)]
-    relays = [Relay(p, {"sms": sms(gateway)}, {"test.race": [_router(order_keys=500)]},
-                    RelayOptions(workers=4, batch=50, poll_interval=0.05),
-                    limits={"sms": ProviderLimits(10_000, 16)}, name=f"relay{n}")
-              for n, p in enumerate(pools)]
-    for relay in relays:
-        relay.start()
+    procs = [await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "tests.support.relay_process", dsn, gateway.url,
+        gateway.api_key, "test.race", f"relay{n}", stdin=asyncio.subprocess.PIPE,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.DEVNULL) for n in range(2)]
     posted: Counter[str] = Counter()
     try:
+        for proc in procs:
+            assert proc.stdout is not None
+            assert (await proc.stdout.readline()).strip() == b"started"
         async def done() -> bool:
             return bool(await pool.fetchval(
                 """SELECT count(*) FROM outbox_messages WHERE idempotency_key LIKE $1
                    AND status = 'sent'""", f"{run}:%") == RACE)
         await eventually(done, f"{RACE} sent", deadline=300)
     finally:
-        for relay in relays:
-            await relay.stop()
-        for p in pools:
-            await p.close()
+        for proc in procs:
+            assert proc.stdin is not None
+            proc.stdin.close()  # each stops cleanly on end of input
+        assert [await proc.wait() for proc in procs] == [0, 0]
     posted.update(a.key for a in gateway.arrivals)
     assert gateway.posts == RACE  # no message was even offered twice
     assert len(posted) == RACE and set(posted.values()) == {1}
@@ -212,7 +202,7 @@ async def test_gateway_down_then_up_everything_arrives_once_in_order_per_citizen
 ) -> None:
     run = await _events(pool, 60, "test.down")
     gateway.mode = "down"
-    relay = Relay(pool, {"sms": sms(gateway)}, {"test.down": [_router(order_keys=6)]}, FAST)
+    relay = Relay(pool, {"sms": sms(gateway)}, {"test.down": [ping_router(6)]}, FAST)
     relay.start()
     try:
         await eventually(lambda: _at_least(pool, run, 6), "every citizen's head tried")
@@ -247,7 +237,7 @@ async def test_throttling_spends_no_attempt_and_failures_end_dead_until_replayed
     gateway.mode, gateway.retry_after = "throttle", "0"
     options = RelayOptions(workers=1, batch=5, max_attempts=3, backoff_base=0.01,
                            backoff_max=0.02, poll_interval=0.02)
-    relay = Relay(pool, {"sms": sms(gateway)}, {"test.dead": [_router()]}, options)
+    relay = Relay(pool, {"sms": sms(gateway)}, {"test.dead": [ping_router()]}, options)
     relay.start()
     try:
         await eventually(lambda: _posts_over(gateway, 20), "throttled many times")
@@ -288,7 +278,7 @@ async def test_delivery_reports_move_forward_once_even_before_the_send_is_record
     now = datetime.now(UTC)
     # The gateway's report for the second message arrives before we record its send.
     assert await apply_report(pool, "sms", "gw-early", "delivered", now) == "pending"
-    relay = Relay(pool, {"sms": sms(gateway)}, {"test.dlr": [_router()]}, FAST)
+    relay = Relay(pool, {"sms": sms(gateway)}, {"test.dlr": [ping_router()]}, FAST)
     assert await relay.fan_out_once() >= 2
     await relay.deliver_once("w")
     rows = await pool.fetch("SELECT id, status, provider_message_id FROM outbox_messages "
@@ -345,7 +335,7 @@ async def test_a_slow_gateway_times_out_and_the_retry_carries_the_same_key(
     run = await _events(pool, 12, "test.slow")
     gateway.mode, gateway.delay = "slow", 0.5
     provider = HttpSmsProvider(gateway.url, gateway.api_key, timeout=0.1)
-    relay = Relay(pool, {"sms": provider}, {"test.slow": [_router()]}, FAST,
+    relay = Relay(pool, {"sms": provider}, {"test.slow": [ping_router()]}, FAST,
                   limits={"sms": ProviderLimits(1000, 2)})
     relay.start()
     try:
@@ -372,7 +362,7 @@ async def test_the_concurrency_cap_holds_across_workers(
 ) -> None:
     run = await _events(pool, 16, "test.cap")
     gateway.mode, gateway.delay = "slow", 0.05
-    relay = Relay(pool, {"sms": sms(gateway)}, {"test.cap": [_router()]}, FAST,
+    relay = Relay(pool, {"sms": sms(gateway)}, {"test.cap": [ping_router()]}, FAST,
                   limits={"sms": ProviderLimits(1000, 2)})
     relay.start()
     try:

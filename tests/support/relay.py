@@ -8,6 +8,11 @@ from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, time
 from zoneinfo import ZoneInfo
 
+import asyncpg
+
+from crm_sync.outbox import NewMessage, Router
+from crm_sync.outbox.model import Event
+
 KYIV = ZoneInfo("Europe/Kyiv")
 
 
@@ -31,3 +36,16 @@ async def eventually(check: Callable[[], Awaitable[bool]], what: str,
         await asyncio.sleep(0.05)
 
 
+
+
+def ping_router(order_keys: int = 0) -> Router:
+    """One SMS per test event (payload ``{"n": …}``); ``order_keys`` > 0 spreads the
+    messages over that many recipients' order keys."""
+
+    async def route(conn: asyncpg.Connection, event: Event, now: datetime) -> list[NewMessage]:
+        n = int(event.payload["n"])
+        order = f"sms:test:{n % order_keys}" if order_keys else f"sms:test:{event.key}"
+        return [NewMessage("sms", f"{event.key}:sms", order, "+380500000000",
+                           f"text {n}", meta={"n": n})]
+
+    return route
