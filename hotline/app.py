@@ -424,7 +424,7 @@ async def _start_relay(service: HotlineService) -> None:
                      backoff_max=r.backoff_max, poll_interval=r.poll_interval),
         limits={"sms": ProviderLimits(r.sms_rate_per_second, r.sms_concurrency),
                 "email": ProviderLimits(r.email_rate_per_second, r.email_concurrency)},
-        name=f"relay-{service.settings.service.server_id}",
+        name=f"relay-{service.settings.service.server_id}", quiet=config.quiet,
     )
     relay.start()
     service.on_stop("relay", relay.stop)

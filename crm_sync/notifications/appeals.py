@@ -74,7 +74,7 @@ def appeal_router(config: NotificationsConfig, links: OptOutLinks) -> Router:
                     "sms", f"{event.key}:sms:{row['id']}", f"sms:citizen:{row['id']}",
                     row["phone"], text.sms, citizen_id=row["id"],
                     meta={**meta, "encoding": text.sms_encoding,
-                          "segments": text.sms_segments},
+                          "segments": text.sms_segments, "quiet": not urgent},
                     available_at=now if urgent else config.quiet.next_allowed(now)))
             elif channel == "email" and row["email"]:
                 out.append(NewMessage(

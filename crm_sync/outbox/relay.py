@@ -32,6 +32,7 @@ from typing import Any
 
 import asyncpg
 
+from crm_sync.notifications.text import QuietHours
 from crm_sync.outbox.model import (
     Event,
     NewMessage,
@@ -164,7 +165,10 @@ class Relay:
         limits: Mapping[str, ProviderLimits] | None = None,
         name: str = "relay",
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        quiet: QuietHours | None = None,
     ) -> None:
+        """``quiet``: the hours in which a message whose meta says ``"quiet": true`` is
+        not sent; a retry that would fall in them waits for their end."""
         self._pool = pool
         self._providers = dict(providers)
         self._routers = {topic: list(r) for topic, r in routers.items()}
@@ -176,6 +180,7 @@ class Relay:
                       for n in self._providers}
         self.name = name
         self._clock = clock
+        self._quiet = quiet
         self._tasks: list[asyncio.Task[None]] = []
         self._wake = asyncio.Event()
         self._stopping = asyncio.Event()
@@ -346,8 +351,11 @@ class Relay:
         delay = backoff(message.attempt, self.options.backoff_base, self.options.backoff_max)
         if exc.retry_after is not None:
             delay = max(delay, exc.retry_after) if not exc.throttled else exc.retry_after
+        at = self._clock() + timedelta(seconds=delay)
+        if self._quiet is not None and message.meta.get("quiet"):
+            at = self._quiet.next_allowed(at)
         status = await self._pool.fetchval(
-            _RETRY, message.id, worker, self._clock() + timedelta(seconds=delay),
+            _RETRY, message.id, worker, at,
             str(exc)[:500], 1 - spent, self.options.max_attempts)
         event: dict[str, Any] = {"message": message.id, "provider": message.provider,
                                  "attempt": message.attempt, "error": str(exc)}

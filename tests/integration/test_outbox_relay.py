@@ -18,15 +18,17 @@ from crm_sync.appeals import AppealsService, NewAppeal
 from crm_sync.notifications.appeals import TOPICS, appeal_router
 from crm_sync.notifications.optout import OptOutLinks, opt_out
 from crm_sync.notifications.templates import load_notifications_config
-from crm_sync.outbox import ProviderLimits, Relay, RelayOptions
+from crm_sync.notifications.text import QuietHours
+from crm_sync.outbox import NewMessage, ProviderLimits, Relay, RelayOptions
 from crm_sync.outbox.admin import apply_report, replay
+from crm_sync.outbox.model import Event
 from crm_sync.outbox.providers import HttpSmsProvider, SmtpProvider
 from hotline.core.appeals import Channel
 from tests.support.appeals import OPERATOR, Clock, Ids, appeals_case_store, house, make_service
 from tests.support.databases import MakeDatabase
 from tests.support.paths import CONFIG_DIR
 from tests.support.providers import LoopbackGateway, LoopbackSmtp
-from tests.support.relay import eventually, moving_clock, ping_router
+from tests.support.relay import KYIV, eventually, moving_clock, ping_router
 
 FAST = RelayOptions(workers=4, batch=20, lease_seconds=60, max_attempts=50,
                     backoff_base=0.05, backoff_max=0.2, poll_interval=0.05)
@@ -318,7 +320,7 @@ async def test_quiet_hours_delay_texts_to_the_morning_and_opt_out_cancels(
         pass
     texts = await pool.fetch("SELECT available_at FROM outbox_messages WHERE citizen_id = $1",
                              night)
-    morning = [r["available_at"].astimezone(moving_clock.__globals__["KYIV"]) for r in texts]
+    morning = [r["available_at"].astimezone(KYIV) for r in texts]
     assert len(morning) == 2 and all(m.time() == time(8, 0) for m in morning)
     assert all(m - clock() < timedelta(hours=9) for m in morning)
     mails = await pool.fetch("SELECT available_at FROM outbox_messages WHERE citizen_id = $1",
@@ -374,3 +376,27 @@ async def test_the_concurrency_cap_holds_across_workers(
     finally:
         await relay.stop()
     assert gateway.max_in_flight == 2  # 4 workers with 20 each, 2 requests at a time
+
+
+async def test_a_retry_that_would_fall_in_the_night_waits_for_the_morning(
+    pool: asyncpg.Pool, clean: None, gateway: LoopbackGateway
+) -> None:
+    async def route(conn: asyncpg.Connection, event: Event, now: datetime) -> list[NewMessage]:
+        quiet = event.payload["n"] == 0  # the second one is urgent
+        return [NewMessage("sms", f"{event.key}:sms", f"sms:night:{event.key}",
+                           "+380500000000", "text", meta={"quiet": quiet})]
+
+    run = await _events(pool, 2, "test.night")
+    gateway.mode = "down"
+    clock = moving_clock(time(21, 59, 59))  # tried a second before the quiet hours
+    relay = Relay(pool, {"sms": sms(gateway)}, {"test.night": [route]},
+                  RelayOptions(backoff_base=4.0, backoff_max=4.0),  # retry in 2 to 4 s
+                  clock=clock, quiet=QuietHours(time(22, 0), time(8, 0)))
+    assert await relay.fan_out_once() == 2
+    assert await relay.deliver_once("w") == 2
+    await relay.stop()
+    rows = await pool.fetch("SELECT status, available_at FROM outbox_messages "
+                            "WHERE idempotency_key LIKE $1 ORDER BY id", f"{run}:%")
+    assert [r["status"] for r in rows] == ["queued", "queued"] and gateway.refused == 2
+    assert rows[0]["available_at"].astimezone(KYIV).time() == time(8, 0)
+    assert rows[1]["available_at"] - clock() < timedelta(seconds=5)
