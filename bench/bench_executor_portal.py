@@ -12,10 +12,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import random
-import shutil
 import sys
-import tempfile
-import uuid
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -23,21 +20,14 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
 import asyncpg  # noqa: E402
-from bench_appeals import fill, register_many, timed  # noqa: E402
+from bench_appeals import appeals_store, fill, register_many, timed  # noqa: E402
 
 from crm_sync.appeals import (  # noqa: E402
     AppealFilter,
     AppealsService,
-    load_appeals_config,
-    load_routing_config,
 )
-from crm_sync.db import create_pool, drop_database, ensure_database  # noqa: E402
-from crm_sync.migrate import migrate  # noqa: E402
-from crm_sync.taxonomy import load_taxonomy, seed_taxonomy  # noqa: E402
 from hotline.core.appeals import OPEN_STATUSES, Actor, ActorKind  # noqa: E402
 from hotline.core.logs import configure_logging  # noqa: E402
-from hotline.devtools.embedded import astart_embedded_postgres  # noqa: E402
-from hotline.settings import CONFIG_DIR  # noqa: E402
 
 
 async def queries(service: AppealsService, pool: asyncpg.Pool, runs: int) -> None:
@@ -92,35 +82,12 @@ async def main() -> None:
                         help="leave the database (and the embedded server) for a look")
     args = parser.parse_args()
     configure_logging(level="warning")
-    server = None
-    folder = Path(tempfile.mkdtemp(prefix="hotline-bench-portal-"))
-    if args.database_url:
-        admin_url = args.database_url
-    else:
-        server = await astart_embedded_postgres(folder / "data")
-        admin_url = server.admin_url
-    name = f"bench_portal_{uuid.uuid4().hex[:8]}"
-    url = await ensure_database(admin_url, name)
-    pool = await create_pool(url, max_size=6, command_timeout=1200)
-    try:
-        await migrate(pool)
-        await seed_taxonomy(pool, load_taxonomy(CONFIG_DIR))
-        config = load_appeals_config(CONFIG_DIR)
-        await load_routing_config(pool, config.routing, config.settings)
-        service = AppealsService(pool, calendar=config.calendar, settings=config.settings)
+    async with appeals_store("portal", args.database_url, max_size=6,
+                             keep=args.keep) as (pool, service):
         await register_many(service, pool, args.appeals, 4)
         await fill(pool, args.store)
         if args.runs:
             await queries(service, pool, args.runs)
-    finally:
-        await pool.close()
-        if args.keep:
-            print(f"kept: {url}")
-        else:
-            await drop_database(admin_url, name)
-            if server is not None:
-                await asyncio.to_thread(server.stop)
-            shutil.rmtree(folder, ignore_errors=True)
 
 
 if __name__ == "__main__":
