@@ -14,6 +14,7 @@ from crm_sync.people import PasswordChecker
 from hotline.core.health import Readiness
 from hotline.web import (
     auth,
+    crm_webhook,
     delivery_reports,
     executor,
     guard,
@@ -39,7 +40,8 @@ from hotline.web.options import WebOptions
 from hotline.web.sessions import SessionStore
 
 #: The web modules; a new page or API is one module with its ``ROUTES``.
-MODULES = (auth, ops, wallboard, open311, openapi, executor, routing_admin, delivery_reports)
+MODULES = (auth, ops, wallboard, open311, openapi, executor, routing_admin, delivery_reports,
+           crm_webhook)
 STATIC_PREFIX = "/static/"
 
 

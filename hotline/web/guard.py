@@ -52,7 +52,7 @@ HSTS = "max-age=31536000"
 #: They read no cookie, so another site's page has nothing ambient to
 #: borrow there, and a CSRF token (bound to a cookie) cannot be asked of them. Matched
 #: on the route that answers (not on the raw path), so no other route is spared.
-API_KEY_ROUTES = ("/open311/v2/", "/webhooks/sms/", "/notifications/opt-out")
+API_KEY_ROUTES = ("/open311/v2/", "/webhooks/sms/", "/webhooks/crm/", "/notifications/opt-out")
 
 _NEW_NONCE: Any = web.RequestKey("csrf_nonce", str) if hasattr(web, "RequestKey") else "csrf_nonce"
 log = get_logger("hotline.web.guard")

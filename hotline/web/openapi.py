@@ -107,6 +107,24 @@ _POST_BODY = {"type": "object", "required": ["api_key", "service_code"],
                                        "description": "attribute[CODE]: an answer"}}
 
 
+def _crm_paths() -> dict[str, Any]:
+    """The external CRM's status webhook (``hotline.web.crm_webhook``)."""
+    signed = [{"name": "X-Hotline-Signature", "in": "header", "required": True,
+               "schema": _STR, "description": "sha256=<hex HMAC-SHA256 of the raw body>"}]
+    return {"/webhooks/crm/status": {"post": {
+        "summary": "external CRM: a status update (idempotent by update_id)",
+        "parameters": signed,
+        "requestBody": {"required": True, "content": {"application/json": {"schema": {
+            "type": "object", "required": ["update_id", "number", "status"],
+            "properties": {"update_id": _STR, "number": _STR, "status": _STR,
+                           "reason": _STR}}}}},
+        "responses": {"200": _json("applied, unchanged or duplicate"),
+                      "400": _json("invalid body"), "401": _json("signature does not match"),
+                      "404": _json("appeal not found"),
+                      "409": _json("transition not allowed"),
+                      "503": _json("CRM webhook not configured")}}}}
+
+
 def _notification_paths() -> dict[str, Any]:
     """The SMS gateway's webhooks and the opt-out link (``hotline.web.delivery_reports``)."""
     signed = [{"name": "X-Hotline-Signature", "in": "header", "required": True,
@@ -255,6 +273,7 @@ def document() -> dict[str, Any]:
             **executor.OPENAPI_PATHS,
             **routing_admin.OPENAPI_PATHS,
             **_notification_paths(),
+            **_crm_paths(),
         },
     }
 

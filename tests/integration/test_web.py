@@ -45,7 +45,9 @@ PUBLIC = {"/login", "/healthz", "/readyz", "/metrics", "/static", "/openapi.json
           "/open311/v2/requests.{format}", "/open311/v2/requests/{id}.{format}",
           "/open311/v2/tokens/{token}.{format}",
           # the SMS gateway's webhooks (signed) and the opt-out link (a token)
-          "/webhooks/sms/delivery", "/webhooks/sms/inbound", "/notifications/opt-out"}
+          "/webhooks/sms/delivery", "/webhooks/sms/inbound", "/notifications/opt-out",
+          # the external CRM's status webhook (signed)
+          "/webhooks/crm/status"}
 #: Every route that needs a session, and how a request without one is turned away.
 PROTECTED: list[tuple[str, str, str]] = [
     ("GET", "/", "page"),
