@@ -53,6 +53,7 @@ from hotline.settings import (
 )
 from hotline.web.app import build_web_app
 from hotline.web.common import APPEALS
+from hotline.web.crm_webhook import CRM_WEBHOOK, CrmWebhook
 from hotline.web.delivery_reports import NOTIFICATIONS, Notifications
 from hotline.web.ops import MetricsAccess
 from hotline.web.options import WebOptions
@@ -350,6 +351,7 @@ async def _start_web(service: HotlineService) -> None:
                              settings=appeals_config.settings)
     app[APPEALS] = appeals
     app[NOTIFICATIONS] = await _notifications(s)
+    app[CRM_WEBHOOK] = CrmWebhook(s.crm.webhook_secret.encode())
     service.web_runner = web.AppRunner(app, access_log=None)
     await service.web_runner.setup()
     service.on_stop("web", service.web_runner.cleanup)
@@ -404,7 +406,7 @@ async def _start_relay(service: HotlineService) -> None:
     from crm_sync.notifications.appeals import TOPICS, appeal_router
     from crm_sync.notifications.optout import OptOutLinks
     from crm_sync.notifications.templates import load_notifications_config
-    from crm_sync.outbox import Provider, ProviderLimits, Relay, RelayOptions
+    from crm_sync.outbox import Provider, ProviderLimits, Relay, RelayOptions, Router, crm
     from crm_sync.outbox.providers import HttpSmsProvider, SmtpProvider
 
     r = service.settings.relay
@@ -417,14 +419,23 @@ async def _start_relay(service: HotlineService) -> None:
         providers["email"] = SmtpProvider(r.smtp_host, r.smtp_port, r.email_from,
                                           username=r.smtp_username, password=r.smtp_password,
                                           starttls=r.smtp_starttls)
+    routers: dict[str, list[Router]] = {t: [appeal_router(config, links)] for t in TOPICS}
+    limits = {"sms": ProviderLimits(r.sms_rate_per_second, r.sms_concurrency),
+              "email": ProviderLimits(r.email_rate_per_second, r.email_concurrency)}
+    if service.settings.crm.url:  # the CRM: one more router and provider (issue 10)
+        c = service.settings.crm
+        providers[crm.PROVIDER] = crm.CrmClient(c.url, c.api_key, timeout=c.request_timeout)
+        limits[crm.PROVIDER] = ProviderLimits(c.rate_per_second, c.concurrency)
+        for topic in crm.TOPICS:
+            routers.setdefault(topic, []).append(crm.crm_router())
+        # Before the first fan-out: the events it never saw become CRM messages first.
+        log.info("crm_backfilled", messages=await crm.backfill(service.backends.pool))
     relay = Relay(
-        service.backends.pool, providers, {t: [appeal_router(config, links)] for t in TOPICS},
+        service.backends.pool, providers, routers,
         RelayOptions(workers=r.workers, batch=r.batch, lease_seconds=r.lease_seconds,
                      max_attempts=r.max_attempts, backoff_base=r.backoff_base,
                      backoff_max=r.backoff_max, poll_interval=r.poll_interval),
-        limits={"sms": ProviderLimits(r.sms_rate_per_second, r.sms_concurrency),
-                "email": ProviderLimits(r.email_rate_per_second, r.email_concurrency)},
-        name=f"relay-{service.settings.service.server_id}", quiet=config.quiet,
+        limits=limits, name=f"relay-{service.settings.service.server_id}", quiet=config.quiet,
     )
     relay.start()
     service.on_stop("relay", relay.stop)

@@ -93,6 +93,13 @@ def build_parser() -> argparse.ArgumentParser:
     outbox.add_argument("--dead", action="store_true", help="list: dead letters only")
     outbox.add_argument("--all-dead", action="store_true", help="replay: every dead letter")
 
+    crm_cmd = sub.add_parser("crm", help="the external CRM: reconcile both sides")
+    crm_cmd.add_argument("action", choices=("reconcile",))
+    crm_cmd.add_argument("--since", required=True,
+                         help="ISO date or time (UTC if no offset): appeals changed since")
+    crm_cmd.add_argument("--report-only", action="store_true",
+                         help="report the drift, push nothing again")
+
     sub.add_parser("config", help="print the effective settings (secrets hidden)")
     sub.add_parser(
         "check-config",
@@ -157,6 +164,8 @@ def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
         return asyncio.run(_apikey(args, settings))
     if args.command == "outbox":
         return asyncio.run(_outbox(args, settings))
+    if args.command == "crm":
+        return asyncio.run(_crm_reconcile(args, settings))
     if args.command == "run":
         if "ami" in settings.service.roles:
             _fill_ami_secret(settings)
@@ -366,6 +375,34 @@ async def _outbox(args: argparse.Namespace, settings: Settings) -> int:
     finally:
         await database.close()
     return 0
+
+
+async def _crm_reconcile(args: argparse.Namespace, settings: Settings) -> int:
+    """Prints the report as JSON; exit 1 when there was drift."""
+    from crm_sync.migrate import migrate
+    from crm_sync.outbox.crm import CrmClient, reconcile
+    from hotline.app import open_database
+
+    if not settings.crm.url:
+        raise SettingsError("crm reconcile: crm.url is not set")
+    try:
+        since = datetime.fromisoformat(args.since)
+    except ValueError:
+        raise SettingsError(f"crm reconcile: --since {args.since!r}: an ISO date expected") \
+            from None
+    since = since if since.tzinfo else since.replace(tzinfo=UTC)
+    client = CrmClient(settings.crm.url, settings.crm.api_key,
+                       timeout=settings.crm.request_timeout)
+    database = await open_database(settings, keep_embedded=True)
+    try:
+        await migrate(database.pool)
+        report = await reconcile(database.pool, client, since, fix=not args.report_only,
+                                 now=datetime.now(UTC))
+    finally:
+        await client.close()
+        await database.close()
+    print(json.dumps(report.as_dict(), indent=2, ensure_ascii=False))
+    return 1 if report.drift else 0
 
 
 def _stop_event() -> asyncio.Event:

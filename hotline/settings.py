@@ -45,7 +45,7 @@ DEFAULT_CONFIG_FILE = CONFIG_DIR / "hotline.toml"
 PROCESS_ROLES = ("agi", "ami", "web", "relay")
 SECRET_KEYS = frozenset(
     {"ami.secret", "database.url", "redis.url", "web.metrics_token", "web.session_secret",
-     "relay.sms_api_key", "relay.smtp_password"}
+     "relay.sms_api_key", "relay.smtp_password", "crm.api_key", "crm.webhook_secret"}
 )
 #: Settings that are URLs and may carry credentials (``user:password@`` or ``?password=``).
 URL_KEYS = frozenset({"database.url", "redis.url", "asterisk.mirror"})
@@ -182,6 +182,19 @@ class RelaySettings:
 
 
 @dataclass
+class CrmSettings:
+    """The external CRM (issue 10): pushed to by the relay when ``url`` is set; its
+    status webhook is accepted by the web role when ``webhook_secret`` is set."""
+
+    url: str = ""
+    api_key: str = ""  # a secret: environment or secrets file only
+    webhook_secret: str = ""  # a secret: signs the CRM's webhook calls
+    rate_per_second: float = 20.0
+    concurrency: int = 4
+    request_timeout: float = 10.0
+
+
+@dataclass
 class Settings:
     service: ServiceSettings = field(default_factory=ServiceSettings)
     agi: AgiSettings = field(default_factory=AgiSettings)
@@ -191,6 +204,7 @@ class Settings:
     redis: RedisSettings = field(default_factory=RedisSettings)
     asterisk: AsteriskSettings = field(default_factory=AsteriskSettings)
     relay: RelaySettings = field(default_factory=RelaySettings)
+    crm: CrmSettings = field(default_factory=CrmSettings)
 
     @property
     def config_path(self) -> Path:
@@ -272,7 +286,7 @@ def _apply(settings: Settings, key: str, value: Any, source: str) -> None:
         raise SettingsError(f"{key}: unknown setting (from {source})")
     if source == "config file" and (
         key in {"ami.secret", "web.metrics_token", "web.session_secret", "relay.sms_api_key",
-                "relay.smtp_password"}
+                "relay.smtp_password", "crm.api_key", "crm.webhook_secret"}
         or (key in URL_KEYS and _has_password(str(value)))
     ):
         raise SettingsError(
