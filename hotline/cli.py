@@ -378,7 +378,7 @@ async def _outbox(args: argparse.Namespace, settings: Settings) -> int:
 
 
 async def _crm_reconcile(args: argparse.Namespace, settings: Settings) -> int:
-    """Prints the report as JSON; exit 1 when there was drift."""
+    """Prints the report as JSON; exit 1 when there was drift (2 is an error)."""
     from crm_sync.migrate import migrate
     from crm_sync.outbox.crm import CrmClient, reconcile
     from hotline.app import open_database

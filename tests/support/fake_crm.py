@@ -1,6 +1,6 @@
 """A fake external CRM on loopback (aiohttp): takes appeal events, counts them per
 Idempotency-Key on its own side, lists its appeals, and can be ``down`` (503),
-``error`` (500), ``slow`` (answers after ``delay`` seconds) or ``up``."""
+``error`` (500), ``throttle`` (429), ``slow`` (answers after ``delay`` seconds) or ``up``."""
 
 from __future__ import annotations
 
@@ -68,6 +68,8 @@ class FakeCrm:
             return web.json_response({"error": "down"}, status=503)
         if self.mode == "error":
             return web.json_response({"error": "boom"}, status=500)
+        if self.mode == "throttle":
+            return web.json_response({"error": "slow down"}, status=429)
         if not self._authorised(request):
             return web.json_response({"error": "unauthorised"}, status=401)
         key = request.headers.get("Idempotency-Key", "")
