@@ -51,10 +51,14 @@ TOPICS = ("appeal.created", "appeal.status_changed", "appeal.updated",
           RESYNC_TOPIC)
 
 
-def message_of(event_id: int, topic: str, key: str, payload: dict[str, Any]) -> NewMessage:
+def message_of(event_id: int, topic: str, key: str,
+               payload: dict[str, Any]) -> NewMessage | None:
+    """None for an event of no appeal: skipped and logged, never failing the fan-out
+    (the citizens' router runs in the same savepoint)."""
     number = str(payload.get("number") or "")
     if not number:
-        raise ValueError(f"event {key}: no appeal number")
+        log.error("crm_event_without_appeal", event_key=key, topic=topic)
+        return None
     # Citizens' ids and contacts stay in the case store.
     appeal = {k: v for k, v in payload.items() if k not in ("citizen_ids", "text")}
     body = {"event_id": key, "topic": topic, "number": number,
@@ -67,7 +71,8 @@ def message_of(event_id: int, topic: str, key: str, payload: dict[str, Any]) -> 
 
 def crm_router() -> Router:
     async def route(conn: asyncpg.Connection, event: Event, now: datetime) -> list[NewMessage]:
-        return [message_of(event.id, event.topic, event.key, event.payload)]
+        message = message_of(event.id, event.topic, event.key, event.payload)
+        return [message] if message is not None else []
 
     return route
 
@@ -86,8 +91,9 @@ async def backfill(pool: asyncpg.Pool, *, batch: int = 1000) -> int:
                    ORDER BY id LIMIT $3""", cursor, list(TOPICS), batch)
             if not rows:
                 return inserted
-            messages = [(r["id"], message_of(r["id"], r["topic"], r["key"], r["payload"]))
-                        for r in rows]
+            messages = [(r["id"], m) for r in rows
+                        if (m := message_of(r["id"], r["topic"], r["key"], r["payload"]))
+                        is not None]
             result = await conn.fetch(
                 """INSERT INTO outbox_messages (event_id, idempotency_key, provider, order_key,
                        recipient, body, meta)

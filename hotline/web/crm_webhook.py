@@ -18,6 +18,7 @@ from __future__ import annotations
 import hmac
 import json
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any
 
 import asyncpg
@@ -30,6 +31,7 @@ from hotline.web.common import APPEALS, POOL, Route, error_response, json_respon
 from hotline.web.delivery_reports import SIGNATURE_HEADER, SignatureInvalid, sign
 
 STATUS_PATH = "/webhooks/crm/status"
+PENDING_TAKEOVER = timedelta(minutes=2)
 MAX_BODY = 16 * 1024
 CRM_ACTOR = Actor(ActorKind.SUPERVISOR, "crm")
 log = get_logger("hotline.web.crm_webhook")
@@ -41,6 +43,12 @@ class CrmWebhook:
 
 
 CRM_WEBHOOK = web.AppKey("crm_webhook", CrmWebhook)
+
+
+class UpdateInProgress(UnavailableError):
+    """The same update, delivered twice at once: the CRM retries, the first applies."""
+
+    error_id = "crm_update_in_progress"
 
 
 async def _signed_json(request: web.Request) -> dict[str, Any]:
@@ -88,13 +96,20 @@ async def _status_update(request: web.Request) -> web.Response:
     reason = str(data["reason"])[:2000] if data.get("reason") else None
     pool = request.app[POOL]
     # Claimed before applying: of two deliveries of one update at once, one applies.
+    # A claim left pending by a process that died is taken over after a while (the
+    # status check below makes an update applied meanwhile "unchanged").
     if await pool.fetchval(
             """INSERT INTO crm_updates (update_id, number, status) VALUES ($1, $2, $3)
-               ON CONFLICT (update_id) DO NOTHING RETURNING 1""",
-            update_id, number, target.value) is None:
+               ON CONFLICT (update_id) DO UPDATE SET received_at = now()
+               WHERE crm_updates.result = 'pending'
+                 AND crm_updates.received_at < now() - $4::interval
+               RETURNING 1""",
+            update_id, number, target.value, PENDING_TAKEOVER) is None:
         first = await pool.fetchval("SELECT result FROM crm_updates WHERE update_id = $1",
                                     update_id)
         log.info("crm_update_duplicate", update=update_id, appeal=number, first=first)
+        if first == "pending":
+            raise UpdateInProgress("this update is being applied; try again later")
         return json_response({"result": "duplicate", "first": first})
     try:
         async with pool.acquire() as conn:

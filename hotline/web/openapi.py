@@ -122,7 +122,7 @@ def _crm_paths() -> dict[str, Any]:
                       "400": _json("invalid body"), "401": _json("signature does not match"),
                       "404": _json("appeal not found"),
                       "409": _json("transition not allowed"),
-                      "503": _json("CRM webhook not configured")}}}}
+                      "503": _json("not configured, or the same update being applied")}}}}
 
 
 def _notification_paths() -> dict[str, Any]:

@@ -27,8 +27,13 @@ def _outgoing(key: str = "ev-1") -> Outgoing:
     new = message_of(7, "appeal.status_changed", key,
                      {"number": "2602-000001", "status": "accepted", "version": 3,
                       "citizen_ids": [5], "text": "private", "at": "2026-02-02T08:00:00+00:00"})
+    assert new is not None
     return Outgoing(1, new.provider, new.key, new.recipient, new.subject, new.body, None,
                     new.meta, 1)
+
+
+def test_an_event_of_no_appeal_makes_no_message() -> None:
+    assert message_of(1, "appeal.updated", "k", {"status": "done"}) is None
 
 
 async def test_a_repeated_key_is_one_event_at_the_crm_and_private_fields_stay(

@@ -258,3 +258,22 @@ async def test_a_crm_status_update_is_signed_applied_once_and_follows_the_rules(
                                appeal.id) == "reopened"
     unknown = {"update_id": "u-none", "number": "0000-000000", "status": "done"}
     assert (await _post(client, unknown))[0] == 404
+
+
+async def test_an_update_left_pending_by_a_dead_process_is_taken_over(
+    pool: asyncpg.Pool, client: Client
+) -> None:
+    appeal = await _life(pool)
+    update = {"update_id": f"u-{appeal.number}-p", "number": appeal.number,
+              "status": "needs_clarification", "reason": "which entrance?"}
+    await pool.execute("INSERT INTO crm_updates (update_id, number, status) "
+                       "VALUES ($1, $2, 'needs_clarification')", update["update_id"],
+                       appeal.number)
+    status, answer = await _post(client, update)
+    assert status == 503 and answer["error"] == "crm_update_in_progress"
+    assert await pool.fetchval("SELECT status FROM appeals WHERE id = $1",
+                               appeal.id) == "in_progress"
+    await pool.execute("UPDATE crm_updates SET received_at = now() - interval '1 hour' "
+                       "WHERE update_id = $1", update["update_id"])
+    assert (await _post(client, update))[1]["result"] == "applied"
+    assert await _post(client, update) == (200, {"result": "duplicate", "first": "applied"})
