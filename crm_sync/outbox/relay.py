@@ -282,7 +282,7 @@ class Relay:
                                        event.id, now + timedelta(seconds=backoff(
                                            attempts, self.options.backoff_base,
                                            self.options.backoff_max)))
-                    log.error("relay_event_failed", event=event.key, topic=event.topic,
+                    log.error("relay_event_failed", event_key=event.key, topic=event.topic,
                               error=str(exc))
             if done:
                 await conn.execute(

@@ -400,3 +400,25 @@ async def test_a_retry_that_would_fall_in_the_night_waits_for_the_morning(
     assert [r["status"] for r in rows] == ["queued", "queued"] and gateway.refused == 2
     assert rows[0]["available_at"].astimezone(KYIV).time() == time(8, 0)
     assert rows[1]["available_at"] - clock() < timedelta(seconds=5)
+
+
+async def test_a_router_that_fails_delays_its_event_and_the_fan_out_goes_on(
+    pool: asyncpg.Pool, clean: None, gateway: LoopbackGateway
+) -> None:
+    """A bad event is put back with its error; the events beside it are fanned out
+    and the relay's loop survives (it used to die logging the failure)."""
+
+    async def broken(conn: asyncpg.Connection, event: Event, now: datetime) -> list[NewMessage]:
+        raise ValueError(f"cannot route {event.key}")
+
+    bad = await _events(pool, 1, "test.broken")
+    good = await _events(pool, 2, "test.fine")
+    relay = Relay(pool, {"sms": sms(gateway)},
+                  {"test.broken": [broken], "test.fine": [ping_router()]}, FAST)
+    assert await relay.fan_out_once() == 3
+    failed = await pool.fetchrow("SELECT attempts, last_error, delivered_at FROM outbox "
+                                 "WHERE key = $1", f"{bad}:0")
+    assert failed["attempts"] == 1 and failed["delivered_at"] is None
+    assert "cannot route" in failed["last_error"]
+    assert await pool.fetchval("SELECT count(*) FROM outbox WHERE key LIKE $1 "
+                               "AND delivered_at IS NOT NULL", f"{good}:%") == 2
