@@ -26,6 +26,7 @@ from crm_sync.call_store import (
     RetryingCallSink,
     RetryingIvrJournal,
 )
+from crm_sync.campaigns import load_campaigns_config
 from crm_sync.db import DatabaseUnavailable, create_pool, describe_dsn
 from crm_sync.live_bus import RedisLiveBus
 from crm_sync.operator_states import PostgresOperatorStates, RetryingOperatorStates
@@ -52,6 +53,7 @@ from hotline.settings import (
     read_or_create_secrets,
 )
 from hotline.web.app import build_web_app
+from hotline.web.campaigns import CAMPAIGNS_CONFIG
 from hotline.web.common import APPEALS
 from hotline.web.crm_webhook import CRM_WEBHOOK, CrmWebhook
 from hotline.web.delivery_reports import NOTIFICATIONS, Notifications
@@ -352,6 +354,7 @@ async def _start_web(service: HotlineService) -> None:
     app[APPEALS] = appeals
     app[NOTIFICATIONS] = await _notifications(s)
     app[CRM_WEBHOOK] = CrmWebhook(s.crm.webhook_secret.encode())
+    app[CAMPAIGNS_CONFIG] = await asyncio.to_thread(load_campaigns_config, s.config_path)
     service.web_runner = web.AppRunner(app, access_log=None)
     await service.web_runner.setup()
     service.on_stop("web", service.web_runner.cleanup)
@@ -403,6 +406,7 @@ async def _notifications(settings: Settings) -> Notifications:
 
 
 async def _start_relay(service: HotlineService) -> None:
+    from crm_sync.campaigns import ConfirmLinks, campaign_routers
     from crm_sync.notifications.appeals import TOPICS, appeal_router
     from crm_sync.notifications.optout import OptOutLinks
     from crm_sync.notifications.templates import load_notifications_config
@@ -411,7 +415,8 @@ async def _start_relay(service: HotlineService) -> None:
 
     r = service.settings.relay
     config = await asyncio.to_thread(load_notifications_config, service.settings.config_path)
-    links = OptOutLinks(await asyncio.to_thread(relay_secret, service.settings), r.public_url)
+    secret = await asyncio.to_thread(relay_secret, service.settings)
+    links = OptOutLinks(secret, r.public_url)
     providers: dict[str, Provider] = {}
     if r.sms_url:
         providers["sms"] = HttpSmsProvider(r.sms_url, r.sms_api_key)
@@ -430,6 +435,9 @@ async def _start_relay(service: HotlineService) -> None:
             routers.setdefault(topic, []).append(crm.crm_router())
         # Before the first fan-out: the events it never saw become CRM messages first.
         log.info("crm_backfilled", messages=await crm.backfill(service.backends.pool))
+    routers.update(campaign_routers(
+        await asyncio.to_thread(load_campaigns_config, service.settings.config_path),
+        config.quiet, links, ConfirmLinks(secret, r.public_url)))
     relay = Relay(
         service.backends.pool, providers, routers,
         RelayOptions(workers=r.workers, batch=r.batch, lease_seconds=r.lease_seconds,

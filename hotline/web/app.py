@@ -14,6 +14,7 @@ from crm_sync.people import PasswordChecker
 from hotline.core.health import Readiness
 from hotline.web import (
     auth,
+    campaigns,
     crm_webhook,
     delivery_reports,
     executor,
@@ -41,7 +42,7 @@ from hotline.web.sessions import SessionStore
 
 #: The web modules; a new page or API is one module with its ``ROUTES``.
 MODULES = (auth, ops, wallboard, open311, openapi, executor, routing_admin, delivery_reports,
-           crm_webhook)
+           crm_webhook, campaigns)
 STATIC_PREFIX = "/static/"
 
 

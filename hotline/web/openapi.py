@@ -9,7 +9,7 @@ from typing import Any
 
 from aiohttp import web
 
-from hotline.web import executor, routing_admin
+from hotline.web import campaigns, executor, routing_admin
 from hotline.web.common import Route, json_response
 
 OPENAPI_PATH = "/openapi.json"
@@ -274,6 +274,7 @@ def document() -> dict[str, Any]:
             **routing_admin.OPENAPI_PATHS,
             **_notification_paths(),
             **_crm_paths(),
+            **campaigns.OPENAPI_PATHS,
         },
     }
 

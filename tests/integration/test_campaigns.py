@@ -10,10 +10,9 @@ import itertools
 import os
 import time as clock_time
 from collections import Counter
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import replace
 from datetime import time
-from typing import Any
 
 import asyncpg
 import pytest
@@ -119,7 +118,8 @@ async def new_campaign(service: Campaigns, district: str, topic: str,
         "text_en": "Khreshchatyk is closed", "send_at": NOON().isoformat()})
 
 
-def progress_of(service: Campaigns, campaign_id: int) -> Callable[[], Any]:
+def progress_of(service: Campaigns,
+                campaign_id: int) -> Callable[[], Awaitable[dict[str, int]]]:
     async def get() -> dict[str, int]:
         progress: dict[str, int] = (await service.get(campaign_id))["progress"]
         return progress
@@ -284,7 +284,7 @@ async def test_only_confirmed_subscribers_who_did_not_opt_out_receive(
         assert await service.approve(campaign_id, "admin-b", NOON()) == 1
 
         async def done() -> bool:
-            return (await service.get(campaign_id))["progress"]["sent"] == 1
+            return bool((await service.get(campaign_id))["progress"]["sent"] == 1)
         await eventually(done, "the campaign sent")
     finally:
         await sender.stop()

@@ -47,7 +47,9 @@ PUBLIC = {"/login", "/healthz", "/readyz", "/metrics", "/static", "/openapi.json
           # the SMS gateway's webhooks (signed) and the opt-out link (a token)
           "/webhooks/sms/delivery", "/webhooks/sms/inbound", "/notifications/opt-out",
           # the external CRM's status webhook (signed)
-          "/webhooks/crm/status"}
+          "/webhooks/crm/status",
+          # a campaign subscription's confirmation link (a token; the page's CSRF token)
+          "/subscriptions/confirm"}
 #: Every route that needs a session, and how a request without one is turned away.
 PROTECTED: list[tuple[str, str, str]] = [
     ("GET", "/", "page"),
@@ -69,6 +71,12 @@ PROTECTED: list[tuple[str, str, str]] = [
     ("POST", "/api/admin/routing/rules/{rule_id}/deactivate", "api"),
     ("POST", "/api/admin/routing/fallback", "api"),
     ("GET", "/api/admin/routing/explain", "api"),
+    ("GET", "/api/campaigns", "api"),
+    ("POST", "/api/campaigns", "api"),
+    ("GET", "/api/campaigns/{campaign_id}", "api"),
+    ("POST", "/api/campaigns/{campaign_id}/approve", "api"),
+    ("POST", "/api/campaigns/{campaign_id}/cancel", "api"),
+    ("POST", "/api/subscriptions", "api"),
 ]
 WATCHER_ONLY = ["/wallboard", "/api/calls/recent", "/api/stats/today", "/api/queues", "/ws/live"]
 
