@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import asyncio
 import random
-import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -108,31 +107,33 @@ class ProviderLimits:
     concurrency: int = 8
 
 
-class RateLimiter:
-    """A token bucket: ``rate`` per second, bursts up to ``burst``."""
+#: Take the provider's next send slot (slots are 1/rate apart); returns how many
+#: seconds this one is away (0 or less: now).
+_TAKE_SLOT = """
+INSERT INTO provider_send_slots AS s (provider, next_at)
+VALUES ($1, clock_timestamp() + $2::interval)
+ON CONFLICT (provider) DO UPDATE SET next_at = greatest(s.next_at, clock_timestamp()) + $2
+RETURNING extract(epoch FROM (s.next_at - $2::interval - clock_timestamp()))::float8
+"""
 
-    def __init__(self, rate: float, burst: float | None = None,
-                 clock: Callable[[], float] = time.monotonic) -> None:
-        self.rate = rate
-        self.capacity = burst if burst is not None else max(1.0, rate)
-        self._tokens = self.capacity
-        self._clock = clock
-        self._at = clock()
-        self._lock = asyncio.Lock()
 
-    def _refill(self) -> None:
-        now = self._clock()
-        self._tokens = min(self.capacity, self._tokens + (now - self._at) * self.rate)
-        self._at = now
+class SharedRateLimiter:
+    """A provider's rate for every relay process together: send slots 1/rate
+    seconds apart, handed out by one row in PostgreSQL. (A token bucket per process
+    let two relays send twice the rate, and a full bucket at start a burst of a
+    whole second's worth.)"""
+
+    def __init__(self, pool: asyncpg.Pool, provider: str, rate: float) -> None:
+        if not rate > 0:
+            raise ValueError(f"{provider}: the rate must be above 0")
+        self._pool = pool
+        self._provider = provider
+        self._step = timedelta(seconds=1 / rate)
 
     async def acquire(self) -> None:
-        async with self._lock:  # one waiter at a time keeps the order fair
-            while True:
-                self._refill()
-                if self._tokens >= 1:
-                    self._tokens -= 1
-                    return
-                await asyncio.sleep((1 - self._tokens) / self.rate)
+        wait: float = await self._pool.fetchval(_TAKE_SLOT, self._provider, self._step)
+        if wait > 0:
+            await asyncio.sleep(wait)
 
 
 @dataclass(frozen=True)
@@ -174,7 +175,8 @@ class Relay:
         self._routers = {topic: list(r) for topic, r in routers.items()}
         self.options = options or RelayOptions()
         limits = limits or {}
-        self._limiters = {n: RateLimiter(limits.get(n, ProviderLimits()).rate_per_second)
+        self._limiters = {n: SharedRateLimiter(pool, n,
+                                               limits.get(n, ProviderLimits()).rate_per_second)
                           for n in self._providers}
         self._caps = {n: asyncio.Semaphore(limits.get(n, ProviderLimits()).concurrency)
                       for n in self._providers}

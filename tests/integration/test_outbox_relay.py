@@ -422,3 +422,32 @@ async def test_a_router_that_fails_delays_its_event_and_the_fan_out_goes_on(
     assert "cannot route" in failed["last_error"]
     assert await pool.fetchval("SELECT count(*) FROM outbox WHERE key LIKE $1 "
                                "AND delivered_at IS NOT NULL", f"{good}:%") == 2
+
+
+async def test_two_relay_processes_share_one_provider_rate(pool: asyncpg.Pool) -> None:
+    """Each relay process has its own limiter; together they must keep the
+    provider's rate (a bucket per process sent twice the rate, plus a full
+    second's burst at each start)."""
+    from crm_sync.outbox.relay import SharedRateLimiter
+
+    rate, per_process = 50.0, 60
+    provider = f"shared-{next(_seq)}"
+    times: list[float] = []
+    loop = asyncio.get_running_loop()
+
+    async def process() -> None:
+        # a limiter of its own, as each relay process has; only the database is shared
+        limiter = SharedRateLimiter(pool, provider, rate)
+
+        async def send() -> None:
+            await limiter.acquire()
+            times.append(loop.time())
+
+        await asyncio.gather(*(send() for _ in range(per_process)))
+
+    await asyncio.gather(process(), process())
+    times.sort()
+    assert len(times) == 2 * per_process
+    for width in (0.5, 1.0):
+        busiest = max(sum(1 for t in times if start <= t < start + width) for start in times)
+        assert busiest <= rate * width + 3, (width, busiest)

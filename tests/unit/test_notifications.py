@@ -19,7 +19,7 @@ from crm_sync.notifications.templates import (
 )
 from crm_sync.notifications.text import QuietHours, fit_sms, sms_size
 from crm_sync.outbox.model import Event
-from crm_sync.outbox.relay import RateLimiter, backoff
+from crm_sync.outbox.relay import backoff
 from tests.support.paths import CONFIG_DIR
 
 
@@ -107,18 +107,3 @@ def test_check_config_names_a_broken_notifications_file(tmp_path: Path) -> None:
                for p in check_notifications_config(tmp_path))
 
 
-async def test_the_rate_limiter_waits_for_a_token(monkeypatch: pytest.MonkeyPatch) -> None:
-    now = [0.0]
-    slept: list[float] = []
-
-    async def sleep(seconds: float) -> None:
-        slept.append(seconds)
-        now[0] += seconds
-
-    monkeypatch.setattr("crm_sync.outbox.relay.asyncio.sleep", sleep)
-    limiter = RateLimiter(2.0, burst=2, clock=lambda: now[0])
-    for _ in range(2):
-        await limiter.acquire()
-    assert slept == []  # the burst
-    await limiter.acquire()
-    assert slept == [0.5]  # one token at 2 per second
