@@ -1,7 +1,7 @@
 """Relay throughput: messages/s with 4 workers against the loopback SMS gateway and
 SMTP server, and the floor (the same loop with a no-op provider), side by side.
 
-    PYTHONPATH=. python bench/bench_relay.py [--messages 5000]
+    .venv/bin/python bench/bench_relay.py [--messages 5000]
 """
 
 from __future__ import annotations
@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import shutil
+import sys
 import tempfile
 import time
 from datetime import datetime
@@ -16,13 +17,16 @@ from pathlib import Path
 
 import asyncpg
 
-from crm_sync.db import create_pool, ensure_database
-from crm_sync.migrate import migrate
-from crm_sync.outbox import NewMessage, Provider, ProviderLimits, Relay, RelayOptions
-from crm_sync.outbox.model import Event
-from crm_sync.outbox.providers import HttpSmsProvider, NullProvider, SmtpProvider
-from hotline.devtools.embedded import astart_embedded_postgres
-from tests.support.providers import LoopbackGateway, LoopbackSmtp
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))  # the tests' loopback providers
+
+from crm_sync.db import create_pool, ensure_database  # noqa: E402
+from crm_sync.migrate import migrate  # noqa: E402
+from crm_sync.outbox import NewMessage, Provider, ProviderLimits, Relay, RelayOptions  # noqa: E402
+from crm_sync.outbox.model import Event  # noqa: E402
+from crm_sync.outbox.providers import HttpSmsProvider, NullProvider, SmtpProvider  # noqa: E402
+from hotline.devtools.embedded import astart_embedded_postgres  # noqa: E402
+from tests.support.providers import LoopbackGateway, LoopbackSmtp  # noqa: E402
 
 
 def router(provider: str):  # type: ignore[no-untyped-def]
