@@ -22,6 +22,7 @@ from hotline.web import (
     open311,
     openapi,
     ops,
+    outbox_admin,
     routing_admin,
     wallboard,
 )
@@ -42,7 +43,7 @@ from hotline.web.sessions import SessionStore
 
 #: The web modules; a new page or API is one module with its ``ROUTES``.
 MODULES = (auth, ops, wallboard, open311, openapi, executor, routing_admin, delivery_reports,
-           crm_webhook, campaigns)
+           crm_webhook, campaigns, outbox_admin)
 STATIC_PREFIX = "/static/"
 
 

@@ -9,7 +9,7 @@ from typing import Any
 
 from aiohttp import web
 
-from hotline.web import campaigns, executor, routing_admin
+from hotline.web import campaigns, executor, outbox_admin, routing_admin
 from hotline.web.common import Route, json_response
 
 OPENAPI_PATH = "/openapi.json"
@@ -272,6 +272,7 @@ def document() -> dict[str, Any]:
                 "responses": {"200": _open311("the id", "Tokens"), **_OPEN311_ERRORS}}},
             **executor.OPENAPI_PATHS,
             **routing_admin.OPENAPI_PATHS,
+            **outbox_admin.OPENAPI_PATHS,
             **_notification_paths(),
             **_crm_paths(),
             **campaigns.OPENAPI_PATHS,

@@ -71,6 +71,11 @@ PROTECTED: list[tuple[str, str, str]] = [
     ("POST", "/api/admin/routing/rules/{rule_id}/deactivate", "api"),
     ("POST", "/api/admin/routing/fallback", "api"),
     ("GET", "/api/admin/routing/explain", "api"),
+    ("GET", "/api/admin/outbox", "api"),
+    ("POST", "/api/admin/outbox/{message_id}/replay", "api"),
+    ("POST", "/api/admin/outbox/replay-dead", "api"),
+    ("GET", "/api/citizens/{citizen_id}/preferences", "api"),
+    ("PUT", "/api/citizens/{citizen_id}/preferences", "api"),
     ("GET", "/api/campaigns", "api"),
     ("POST", "/api/campaigns", "api"),
     ("GET", "/api/campaigns/{campaign_id}", "api"),
@@ -191,7 +196,7 @@ def test_every_route_is_public_or_in_the_role_table(app: web.Application) -> Non
 async def test_protected_route_without_session(
     client: Client, method: str, path: str, kind: str
 ) -> None:
-    headers = {"X-CSRF-Token": await form_token(client)} if method == "POST" else {}
+    headers = {"X-CSRF-Token": await form_token(client)} if method != "GET" else {}
     response = await client.request(method, path, allow_redirects=False, headers=headers)
     if kind == "api":
         assert response.status == 401
@@ -206,7 +211,7 @@ async def test_protected_route_with_forged_cookie(
     client: Client, method: str, path: str, kind: str
 ) -> None:
     client.session.cookie_jar.update_cookies({COOKIE: f"forged-{'a' * 40}"})
-    headers = {"X-CSRF-Token": await form_token(client)} if method == "POST" else {}
+    headers = {"X-CSRF-Token": await form_token(client)} if method != "GET" else {}
     response = await client.request(method, path, allow_redirects=False, headers=headers)
     assert response.status == (401 if kind == "api" else 302)
 
