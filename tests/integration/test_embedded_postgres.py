@@ -39,14 +39,14 @@ from hotline.settings import Settings
 from tests.support.cli import run_hotline
 from tests.support.paths import REPO_ROOT
 from tests.support.postgres_probe import probe_as
+from tests.support.root import needs_root
 
 WRONG_PASSWORD = "wrong-password-" + "x" * 20
 
 
 @pytest.fixture(autouse=True)
 def _needs_root() -> None:
-    if os.geteuid() != 0 and not os.environ.get("CI"):
-        pytest.skip("acting as other users needs root")
+    needs_root("acting as other users needs root")
 
 
 @pytest.fixture

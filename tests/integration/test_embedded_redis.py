@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import stat
 import subprocess
 from collections.abc import Iterator
@@ -30,14 +29,14 @@ from hotline.devtools.embedded import (
 )
 from hotline.settings import Settings
 from tests.support.redis_probe import probe_as_nobody, without_credentials
+from tests.support.root import needs_root
 
 FORGED_SESSION = '{"login": "mallory", "role": "admin"}'
 
 
 @pytest.fixture
 def server(scratch_dir: Path) -> Iterator[EmbeddedRedis]:
-    if os.geteuid() != 0 and not os.environ.get("CI"):
-        pytest.skip("acting as another user needs root")
+    needs_root("acting as another user needs root")
     embedded = start_embedded_redis(scratch_dir / "redis")
     try:
         yield embedded

@@ -16,6 +16,7 @@ from hotline.checks import check_asterisk
 from hotline.devtools import asterisk_sandbox as sandbox
 from ivr.menu import load_ivr_config
 from tests.support.paths import CONFIG_DIR, REPO_ROOT
+from tests.support.root import needs_root
 
 
 def spec(root: Path) -> sandbox.SandboxSpec:
@@ -204,8 +205,7 @@ def test_simulator_name_cannot_be_the_service_account(tmp_path: Path) -> None:
 
 
 def test_rendered_files_belong_to_asterisks_group(tmp_path: Path) -> None:
-    if os.geteuid() != 0:
-        pytest.skip("chown to another group needs root")
+    needs_root("chown to another group needs root")
     s = spec(tmp_path)
     sandbox.render_config(s, group=61999)
     script = s.etc_dir / "agi-bin" / "hotline-fallback.py"
@@ -237,8 +237,8 @@ def fake_tree(root: Path, uid: int, gid: int) -> None:
     (root / "etc" / "group").write_text(f"root:x:0:\naudio:x:29:asterisk\nasterisk:x:{gid}:\n")
 
 
-@pytest.mark.skipif(os.geteuid() != 0, reason="renumbering chowns files: needs root")
 def test_asterisk_user_gets_ids_no_host_account_has(tmp_path: Path) -> None:
+    needs_root("renumbering chowns files")
     import pwd
 
     host = pwd.getpwuid(os.getuid())  # an id the host certainly uses

@@ -16,6 +16,7 @@ from structlog.testing import capture_logs
 
 from hotline.cli import instance_secrets
 from hotline.settings import SecretFileError, Settings, read_or_create_secrets
+from tests.support.root import needs_root
 
 
 def mode_of(path: Path) -> int:
@@ -76,8 +77,8 @@ def test_loose_existing_folder_is_tightened_and_logged(settings: Settings) -> No
     assert any(e["event"] == "secrets_mode_repaired" and e["path"] == str(folder) for e in logs)
 
 
-@pytest.mark.skipif(os.geteuid() != 0, reason="giving a file to another user needs root")
 def test_file_owned_by_another_user_is_refused(settings: Settings) -> None:
+    needs_root("giving a file to another user")
     folder = settings.state_path / "secrets"
     folder.mkdir(parents=True, mode=0o700)
     path = folder / "asterisk-demo.toml"
@@ -88,8 +89,8 @@ def test_file_owned_by_another_user_is_refused(settings: Settings) -> None:
         instance_secrets(settings, "demo")
 
 
-@pytest.mark.skipif(os.geteuid() != 0, reason="giving a folder to another user needs root")
 def test_folder_owned_by_another_user_is_refused(settings: Settings) -> None:
+    needs_root("giving a folder to another user")
     folder = settings.state_path / "secrets"
     folder.mkdir(parents=True, mode=0o700)
     os.chown(folder, 65534, 65534)
