@@ -33,10 +33,10 @@ from crm_sync.outbox.model import (
     Event,
     NewMessage,
     Outgoing,
-    PermanentFailure,
     Router,
     TemporaryFailure,
 )
+from crm_sync.outbox.providers import HttpProvider
 from crm_sync.outbox.relay import FAN_OUT_LOCK
 from hotline.core.logs import get_logger
 
@@ -111,51 +111,19 @@ async def backfill(pool: asyncpg.Pool, *, batch: int = 1000) -> int:
                      through=rows[-1]["id"])
 
 
-class CrmClient:
+class CrmClient(HttpProvider):
     """The CRM's HTTP API: the relay's provider (``send``) and the listing."""
 
     def __init__(self, url: str, api_key: str, *, name: str = PROVIDER,
                  timeout: float = 10.0) -> None:
-        self.name = name
-        self.url = url.rstrip("/")
-        self._key = api_key
-        self._timeout = aiohttp.ClientTimeout(total=timeout)
-        self._session: aiohttp.ClientSession | None = None
-
-    def _client(self) -> aiohttp.ClientSession:
-        if self._session is None or self._session.closed:
-            self._session = aiohttp.ClientSession(timeout=self._timeout)
-        return self._session
-
-    async def close(self) -> None:
-        if self._session is not None:
-            await self._session.close()
-            self._session = None
+        super().__init__(url, api_key, name=name, timeout=timeout)
 
     async def send(self, message: Outgoing) -> str:
-        headers = {"Authorization": f"Bearer {self._key}",
-                   "Idempotency-Key": message.idempotency_key,
-                   "Content-Type": "application/json"}
-        url = f"{self.url}/appeals/{message.recipient}/events"
-        try:
-            async with self._client().post(url, data=message.body.encode(),
-                                           headers=headers) as response:
-                if response.status == 429:
-                    raise TemporaryFailure("crm: 429 too many requests", throttled=True)
-                if response.status >= 500:
-                    raise TemporaryFailure(f"crm: HTTP {response.status}")
-                if response.status >= 400:
-                    text = (await response.text())[:200]
-                    raise PermanentFailure(f"crm refused appeal {message.recipient}: "
-                                           f"HTTP {response.status} {text}")
-                data = await response.json(content_type=None)
-        except (aiohttp.ClientError, TimeoutError) as exc:
-            raise TemporaryFailure(f"crm: {type(exc).__name__}: {exc}") from None
-        except ValueError:
-            raise TemporaryFailure("crm: an answer that is not JSON") from None
-        if not isinstance(data, dict) or not data.get("id"):
-            raise TemporaryFailure("crm: an answer without an id")
-        return str(data["id"])
+        headers = {**self._headers(message), "Content-Type": "application/json"}
+        return await self._post_for_id(
+            "crm", f"{self.url}/appeals/{message.recipient}/events",
+            f"crm refused appeal {message.recipient}",
+            data=message.body.encode(), headers=headers)
 
     async def list_appeals(self, since: datetime) -> list[dict[str, Any]]:
         """Raises :class:`TemporaryFailure` when the CRM cannot be read."""

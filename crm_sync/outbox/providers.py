@@ -99,14 +99,16 @@ class SmtpProvider:
 
 
 
-class HttpSmsProvider:
-    def __init__(self, url: str, api_key: str, *, name: str = "sms",
-                 timeout: float = 10.0, sender: str = "1551") -> None:
+class HttpProvider:
+    """What the HTTP providers share: one client session, bearer authentication, and
+    how an answer is judged — 429, 5xx, transport errors and unreadable answers are
+    temporary; another 4xx is permanent; a 2xx must carry the peer's id."""
+
+    def __init__(self, url: str, api_key: str, *, name: str, timeout: float = 10.0) -> None:
         self.name = name
         self.url = url.rstrip("/")
         self._key = api_key
         self._timeout = aiohttp.ClientTimeout(total=timeout)
-        self._sender = sender
         self._session: aiohttp.ClientSession | None = None
 
     def _client(self) -> aiohttp.ClientSession:
@@ -119,36 +121,50 @@ class HttpSmsProvider:
             await self._session.close()
             self._session = None
 
+    def _headers(self, message: Outgoing) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self._key}",
+                "Idempotency-Key": message.idempotency_key}
+
+    async def _post_for_id(self, peer: str, url: str, refused: str, **request: Any) -> str:
+        """POST and return the id in the JSON answer; ``refused`` starts the message
+        of a permanent refusal (it must name no citizen's number)."""
+        try:
+            async with self._client().post(url, **request) as response:
+                if response.status == 429:
+                    raise TemporaryFailure(f"{peer}: 429 too many requests",
+                                           _retry_after(response.headers.get("Retry-After")),
+                                           throttled=True)
+                if response.status >= 500:
+                    raise TemporaryFailure(f"{peer}: HTTP {response.status}")
+                if response.status >= 400:
+                    text = (await response.text())[:200]
+                    raise PermanentFailure(f"{refused}: HTTP {response.status} {text}")
+                data = await response.json(content_type=None)
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            raise TemporaryFailure(f"{peer}: {type(exc).__name__}: {exc}") from None
+        except ValueError:
+            raise TemporaryFailure(f"{peer}: an answer that is not JSON") from None
+        if not isinstance(data, dict) or not data.get("id"):
+            raise TemporaryFailure(f"{peer}: an answer without an id")
+        return str(data["id"])
+
+
+class HttpSmsProvider(HttpProvider):
+    def __init__(self, url: str, api_key: str, *, name: str = "sms",
+                 timeout: float = 10.0, sender: str = "1551") -> None:
+        super().__init__(url, api_key, name=name, timeout=timeout)
+        self._sender = sender
+
     async def send(self, message: Outgoing) -> str:
         body: dict[str, Any] = {
             "to": message.recipient, "from": self._sender, "text": message.body,
             "encoding": message.meta.get("encoding"), "segments": message.meta.get("segments"),
             "reference": message.idempotency_key,
         }
-        headers = {"Authorization": f"Bearer {self._key}",
-                   "Idempotency-Key": message.idempotency_key}
-        try:
-            async with self._client().post(f"{self.url}/messages", json=body,
-                                           headers=headers) as response:
-                if response.status == 429:
-                    raise TemporaryFailure("gateway: 429 too many requests",
-                                           _retry_after(response.headers.get("Retry-After")),
-                                           throttled=True)
-                if response.status >= 500:
-                    raise TemporaryFailure(f"gateway: HTTP {response.status}")
-                if response.status >= 400:
-                    text = (await response.text())[:200]
-                    raise PermanentFailure(
-                        f"gateway refused the text to {mask_phone(message.recipient)}: "
-                        f"HTTP {response.status} {text}")
-                data = await response.json(content_type=None)
-        except (aiohttp.ClientError, TimeoutError) as exc:
-            raise TemporaryFailure(f"gateway: {type(exc).__name__}: {exc}") from None
-        except ValueError:
-            raise TemporaryFailure("gateway: an answer that is not JSON") from None
-        if not isinstance(data, dict) or not data.get("id"):
-            raise TemporaryFailure("gateway: an answer without a message id")
-        return str(data["id"])
+        return await self._post_for_id(
+            "gateway", f"{self.url}/messages",
+            f"gateway refused the text to {mask_phone(message.recipient)}",
+            json=body, headers=self._headers(message))
 
 
 def _retry_after(value: str | None) -> float | None:
