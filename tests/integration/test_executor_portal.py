@@ -26,7 +26,7 @@ from hotline.web.common import APPEALS
 from tests.support.appeals import OPERATOR, appeals_case_store, house, unique_street
 from tests.support.databases import MakeDatabase
 from tests.support.paths import CONFIG_DIR
-from tests.support.web import PASSWORD, SESSION_KEY, User, add_user, csrf_in
+from tests.support.web import PASSWORD, SESSION_KEY, User, add_user, csrf_in, sign_in_form
 
 Client = TestClient[web.Request, web.Application]
 OURS, THEIRS = "rda_pecherskyi", "rda_obolonskyi"
@@ -61,13 +61,6 @@ async def executor_user(pool: asyncpg.Pool, executor: str = OURS) -> User:
     await upsert_operator(pool, user.login, user.display_name, "executor", PASSWORD,
                           executor=executor)
     return user
-
-
-async def sign_in(client: Client, user: User) -> None:
-    token = csrf_in(await (await client.get("/login")).text())
-    response = await client.post("/login", data={"login": user.login, "password": user.password,
-                                                 "csrf": token}, allow_redirects=False)
-    assert response.status == 302, await response.text()
 
 
 async def register(
@@ -117,7 +110,7 @@ async def test_an_executor_lists_filters_and_pages_only_their_appeals(
     theirs = await register(service, "obolonskyi", street=street)
     assert {a.executor_code for a in ours} == {OURS} and theirs.executor_code == THEIRS
     user = await executor_user(pool)
-    await sign_in(client, user)
+    await sign_in_form(client, user)
 
     # the page: newest first, 25 of them, a link to the next page that keeps the filter
     response = await client.get("/executor", params={"q": street})
@@ -175,7 +168,7 @@ async def test_search_takes_percent_and_underscore_literally(
     street = unique_street()
     plain = await register(service, "pecherskyi", street=street, text="сто відсотків")
     marked = await register(service, "pecherskyi", street=street, text="знижка 100% за_рік")
-    await sign_in(client, await executor_user(pool))
+    await sign_in_form(client, await executor_user(pool))
     assert (await listed(client, q=f"{street} %"))[0] == [marked.number]
     assert (await listed(client, q=f"{street} _"))[0] == [marked.number]
     assert set((await listed(client, q=street))[0]) == {plain.number, marked.number}
@@ -192,7 +185,7 @@ async def test_an_executor_accepts_works_and_resolves_an_appeal(
     await service.add_comment(appeal.id, OPERATOR, "Громадянин просить передзвонити",
                               visibility="internal", channel=Channel.PHONE)
     user = await executor_user(pool)
-    await sign_in(client, user)
+    await sign_in_form(client, user)
     path = f"/executor/appeals/{appeal.id}"
     response = await client.get(path)
     page = await response.text()
@@ -255,7 +248,7 @@ async def test_asking_the_citizen_and_declining_as_not_ours(
 ) -> None:
     asked = await register(service, "pecherskyi")
     declined = await register(service, "pecherskyi")
-    await sign_in(client, await executor_user(pool))
+    await sign_in_form(client, await executor_user(pool))
     token = await page_token(client, f"/executor/appeals/{asked.id}")
     await post(client, f"/executor/appeals/{asked.id}/status", {"status": "accepted"}, token)
     response = await post(client, f"/executor/appeals/{asked.id}/status",
@@ -287,7 +280,7 @@ async def test_another_organisations_appeal_is_not_found_anywhere(
     await service.add_comment(theirs.id, OPERATOR, f"коментар {secret}", visibility="internal",
                               channel=Channel.PHONE)
     missing = await pool.fetchval("SELECT max(id) + 1000 FROM appeals")
-    await sign_in(client, await executor_user(pool))
+    await sign_in_form(client, await executor_user(pool))
     token = await page_token(client, "/executor")
 
     def hidden(text: str) -> None:
@@ -342,7 +335,7 @@ async def test_portal_posts_need_the_csrf_token_and_our_origin(
     client: Client, pool: asyncpg.Pool, service: AppealsService
 ) -> None:
     appeal = await register(service, "pecherskyi")
-    await sign_in(client, await executor_user(pool))
+    await sign_in_form(client, await executor_user(pool))
     path = f"/executor/appeals/{appeal.id}"
     token = await page_token(client, path)
     for action, data in (("status", {"status": "accepted"}), ("decline", {"reason": "x"}),
@@ -371,7 +364,7 @@ async def test_roles_staff_view_all_but_change_nothing_others_are_refused(
     ours = await register(service, "pecherskyi")
     theirs = await register(service, "obolonskyi")
     supervisor = await add_user(pool, "supervisor")
-    await sign_in(client, supervisor)
+    await sign_in_form(client, supervisor)
     for appeal in (ours, theirs):
         page = await (await client.get(f"/executor/appeals/{appeal.id}")).text()
         assert appeal.number in page and "No action for you" in page
@@ -382,20 +375,20 @@ async def test_roles_staff_view_all_but_change_nothing_others_are_refused(
                           token)
     assert response.status == 403
 
-    await sign_in(client, await add_user(pool, "operator"))
+    await sign_in_form(client, await add_user(pool, "operator"))
     assert (await client.get("/executor", allow_redirects=False)).status == 403
     assert (await client.get("/api/executor/appeals")).status == 403
 
     # an executor's user without an organisation sees nothing, and is told why
     orphan = await add_user(pool, "executor")
-    await sign_in(client, orphan)
+    await sign_in_form(client, orphan)
     response = await client.get("/executor")
     assert response.status == 403 and "not linked to an executor organisation" in (
         await response.text())
     assert (await client.get(f"/api/executor/appeals/{ours.id}")).status == 403
 
     # an executor's home is the portal
-    await sign_in(client, await executor_user(pool))
+    await sign_in_form(client, await executor_user(pool))
     response = await client.get("/", allow_redirects=False)
     assert (response.status, response.headers["Location"]) == (302, "/executor")
 
@@ -405,12 +398,12 @@ async def test_moving_a_user_to_another_organisation_moves_what_they_see(
 ) -> None:
     ours = await register(service, "pecherskyi")
     user = await executor_user(pool)
-    await sign_in(client, user)
+    await sign_in_form(client, user)
     assert (await client.get(f"/api/executor/appeals/{ours.id}")).status == 200
     await upsert_operator(pool, user.login, user.display_name, "executor", PASSWORD,
                           executor=THEIRS)
     assert (await client.get(f"/api/executor/appeals/{ours.id}")).status == 401  # signed out
-    await sign_in(client, user)
+    await sign_in_form(client, user)
     assert (await client.get(f"/api/executor/appeals/{ours.id}")).status == 404
 
 
@@ -447,7 +440,7 @@ async def test_short_words_and_search_plans(
     street = unique_street()
     first = await register(service, "pecherskyi", street=street, text="Під'їзд ЖЖ без світла")
     await register(service, "pecherskyi", street=street, text="Під'їзд ЮЮ без світла")
-    await sign_in(client, await executor_user(pool))
+    await sign_in_form(client, await executor_user(pool))
     assert (await listed(client, q=f"{street} жж"))[0] == [first.number]
     stats = await pool.fetchval("SELECT attstattarget FROM pg_attribute "
                                 "WHERE attrelid = 'appeals_search_trgm_idx'::regclass")

@@ -17,7 +17,7 @@ from aiohttp.test_utils import TestClient, TestServer
 from hotline.web.app import build_web_app
 from tests.support.appeals import Ids, appeals_case_store
 from tests.support.databases import MakeDatabase
-from tests.support.web import SESSION_KEY, User, add_user, csrf_in
+from tests.support.web import SESSION_KEY, add_user, sign_in_form
 
 Client = TestClient[web.Request, web.Application]
 
@@ -32,15 +32,6 @@ async def pool(make_database: MakeDatabase) -> AsyncIterator[asyncpg.Pool]:
 async def client(pool: asyncpg.Pool, redis_client: aioredis.Redis) -> AsyncIterator[Client]:
     async with TestClient(TestServer(build_web_app(pool, redis_client, SESSION_KEY))) as c:
         yield c
-
-
-async def sign_in(client: Client, user: User) -> str:
-    """Signs in; returns the CSRF token that goes with the session."""
-    token = csrf_in(await (await client.get("/login")).text())
-    response = await client.post("/login", data={"login": user.login, "password": user.password,
-                                                 "csrf": token}, allow_redirects=False)
-    assert response.status == 302, await response.text()
-    return csrf_in(await (await client.get("/login")).text())
 
 
 async def dead_letter(pool: asyncpg.Pool, citizen_id: int, phone: str) -> int:
@@ -63,7 +54,7 @@ async def test_a_supervisor_sees_dead_letters_masked_and_replays_one(
     phone = "+380661112233"
     citizen_id = await Ids(pool).citizen(f"+38066{uuid.uuid4().int % 10**7:07d}")
     message_id = await dead_letter(pool, citizen_id, phone)
-    await sign_in(client, await add_user(pool, "supervisor"))
+    await sign_in_form(client, await add_user(pool, "supervisor"))
     listing = await (await client.get("/api/admin/outbox", params={"dead": "1"})).json()
     shown = next(m for m in listing["messages"] if m["id"] == message_id)
     assert shown["status"] == "dead" and shown["last_error"] == "gateway 500"
@@ -83,7 +74,7 @@ async def test_an_operator_records_consent_and_withdrawal_cancels_what_is_queued
     client: Client, pool: asyncpg.Pool
 ) -> None:
     citizen_id = await Ids(pool).citizen()
-    csrf = await sign_in(client, await add_user(pool, "operator"))
+    csrf = await sign_in_form(client, await add_user(pool, "operator"))
     url = f"/api/citizens/{citizen_id}/preferences"
     given = await client.put(url, headers={"X-CSRF-Token": csrf}, data=json.dumps(
         {"language": "en", "channel": "email", "email": "olena@example.org", "consent": True}))
@@ -113,7 +104,7 @@ async def test_operators_may_not_replay_and_changes_need_the_token(
     client: Client, pool: asyncpg.Pool
 ) -> None:
     citizen_id = await Ids(pool).citizen()
-    csrf = await sign_in(client, await add_user(pool, "operator"))
+    csrf = await sign_in_form(client, await add_user(pool, "operator"))
     assert (await client.get("/api/admin/outbox")).status == 403
     refused = await client.post("/api/admin/outbox/replay-dead",
                                 headers={"X-CSRF-Token": csrf})

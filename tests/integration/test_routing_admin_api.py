@@ -16,7 +16,7 @@ from aiohttp.test_utils import TestClient, TestServer
 from hotline.web.app import build_web_app
 from tests.support.appeals import appeals_case_store
 from tests.support.databases import MakeDatabase
-from tests.support.web import SESSION_KEY, User, add_user, csrf_in
+from tests.support.web import SESSION_KEY, add_user, csrf_in, sign_in_form
 
 Client = TestClient[web.Request, web.Application]
 CATEGORY, DISTRICT = "billing_subsidies", "pecherskyi"
@@ -35,18 +35,6 @@ async def client(pool: asyncpg.Pool, redis_client: aioredis.Redis) -> AsyncItera
         yield c
 
 
-async def sign_in(client: Client, user: User) -> str:
-    """Signs in; returns the CSRF token for API changes."""
-    token = csrf_in(await (await client.get("/login")).text())
-    response = await client.post("/login", data={"login": user.login, "password": user.password,
-                                                 "csrf": token}, allow_redirects=False)
-    assert response.status == 302, await response.text()
-    listing = await client.get(f"{BASE}/rules")
-    assert listing.status == 200
-    csrf: str = (await listing.json())["csrf"]
-    return csrf
-
-
 async def where_it_goes(client: Client) -> str:
     response = await client.get(f"{BASE}/explain",
                                 params={"category": CATEGORY, "district": DISTRICT})
@@ -58,7 +46,7 @@ async def where_it_goes(client: Client) -> str:
 async def test_an_admin_rule_changes_where_appeals_go_and_can_be_switched_off(
     client: Client, pool: asyncpg.Pool
 ) -> None:
-    csrf = await sign_in(client, await add_user(pool, "admin"))
+    csrf = await sign_in_form(client, await add_user(pool, "admin"))
     before = await where_it_goes(client)
     saved = await client.post(f"{BASE}/rules", headers={"X-CSRF-Token": csrf}, data=json.dumps({
         "executor": "rda_obolonskyi", "category": CATEGORY, "district": DISTRICT,
@@ -80,7 +68,7 @@ async def test_an_admin_rule_changes_where_appeals_go_and_can_be_switched_off(
 async def test_bad_input_is_named_and_nothing_is_written(
     client: Client, pool: asyncpg.Pool
 ) -> None:
-    csrf = await sign_in(client, await add_user(pool, "supervisor"))
+    csrf = await sign_in_form(client, await add_user(pool, "supervisor"))
     count = await pool.fetchval("SELECT count(*) FROM routing_rules")
     for body, field in (("not json", None), (json.dumps({"category": CATEGORY}), "executor"),
                         (json.dumps({"executor": "nobody_here", "priority": 1}), "executor"),
@@ -107,7 +95,7 @@ async def test_only_admins_and_supervisors_with_the_token_change_rules(
                                       "csrf": token})
     assert (await client.get(f"{BASE}/rules")).status == 403
     client.session.cookie_jar.clear()
-    await sign_in(client, await add_user(pool, "admin"))
+    await sign_in_form(client, await add_user(pool, "admin"))
     changed = "SELECT max(updated_at) FROM routing_rules"
     before = await pool.fetchval(changed)
     refused = await client.post(f"{BASE}/rules", data=body)  # no CSRF token

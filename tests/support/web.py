@@ -79,3 +79,13 @@ def make_call(tag: str, started_at: datetime, **changes: Any) -> CallRecord:
 
 def unique_queue(label: str) -> str:
     return f"q_{label}_{uuid.uuid4().hex[:8]}"
+
+
+async def sign_in_form(client: Any, user: User) -> str:
+    """Sign an aiohttp ``TestClient`` in through the real form, as a browser does;
+    returns the CSRF token that goes with the new session (for API changes)."""
+    token = csrf_in(await (await client.get("/login")).text())
+    response = await client.post("/login", data={"login": user.login, "password": user.password,
+                                                 "csrf": token}, allow_redirects=False)
+    assert response.status == 302, await response.text()
+    return csrf_in(await (await client.get("/login")).text())
