@@ -451,7 +451,7 @@ async def _start_relay(service: HotlineService) -> None:
 
 
 #: Every role a process can run: adding one is one entry here and its name in
-#: ``hotline.settings.ROLES`` (a test keeps the two equal).
+#: ``hotline.settings.PROCESS_ROLES`` (checked when this module is imported).
 PARTS: dict[str, Callable[[HotlineService], Awaitable[None]]] = {
     "agi": _start_agi,
     "ami": _start_ami,
