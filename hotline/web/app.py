@@ -19,6 +19,7 @@ from hotline.web import (
     delivery_reports,
     executor,
     guard,
+    informing,
     open311,
     openapi,
     ops,
@@ -43,7 +44,7 @@ from hotline.web.sessions import SessionStore
 
 #: The web modules; a new page or API is one module with its ``ROUTES``.
 MODULES = (auth, ops, wallboard, open311, openapi, executor, routing_admin, delivery_reports,
-           crm_webhook, campaigns, outbox_admin)
+           crm_webhook, campaigns, outbox_admin, informing)
 STATIC_PREFIX = "/static/"
 
 

@@ -82,6 +82,7 @@ PROTECTED: list[tuple[str, str, str]] = [
     ("POST", "/api/campaigns/{campaign_id}/approve", "api"),
     ("POST", "/api/campaigns/{campaign_id}/cancel", "api"),
     ("POST", "/api/subscriptions", "api"),
+    ("GET", "/admin/informing", "page"),
 ]
 WATCHER_ONLY = ["/wallboard", "/api/calls/recent", "/api/stats/today", "/api/queues", "/ws/live"]
 

@@ -63,3 +63,11 @@ async def new_page(browser: Browser, problems: list[str] | None = None, **contex
         page.on("console", lambda msg: problems.append(f"console: {msg.text}")
                 if msg.type == "error" else None)
     return page
+
+
+async def sign_in_page(page: Page, base_url: str, login: str, password: str) -> None:
+    """Through the real sign-in form, as a person would."""
+    await page.goto(f"{base_url}/login")
+    await page.fill("#login", login)
+    await page.fill("#password", password)
+    await page.click("button[type=submit]")

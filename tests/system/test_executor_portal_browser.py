@@ -24,7 +24,7 @@ from hotline.core.appeals import AppealStatus, Channel
 from hotline.web.app import build_web_app
 from hotline.web.common import APPEALS
 from tests.support.appeals import OPERATOR, appeals_case_store, house, unique_street
-from tests.support.browser import chromium, new_page, serve
+from tests.support.browser import chromium, new_page, serve, sign_in_page
 from tests.support.databases import MakeDatabase
 from tests.support.paths import CONFIG_DIR
 from tests.support.web import PASSWORD, SESSION_KEY, User, add_user
@@ -62,10 +62,7 @@ async def browser() -> AsyncIterator[Browser]:
 
 
 async def sign_in(page: Page, base_url: str, user: User) -> None:
-    await page.goto(f"{base_url}/login")
-    await page.fill("#login", user.login)
-    await page.fill("#password", user.password)
-    await page.click("button[type=submit]")
+    await sign_in_page(page, base_url, user.login, user.password)
 
 
 async def register(service: AppealsService, district: str, street: str, text: str) -> Any:
