@@ -30,6 +30,7 @@ from crm_sync.campaigns import load_campaigns_config
 from crm_sync.db import DatabaseUnavailable, create_pool, describe_dsn
 from crm_sync.live_bus import RedisLiveBus
 from crm_sync.operator_states import PostgresOperatorStates, RetryingOperatorStates
+from crm_sync.outbox.providers import DkimKey
 from crm_sync.reconciler import QueueLogReconciler
 from crm_sync.spool import Spool
 from cti_bridge.ami_client import AmiClient
@@ -37,7 +38,7 @@ from cti_bridge.call_tracker import CallTracker
 from cti_bridge.service import CtiService
 from hotline.core import health, metrics
 from hotline.core.aio import cancel_and_wait
-from hotline.core.errors import HotlineError, UnavailableError
+from hotline.core.errors import ConfigError, HotlineError, UnavailableError
 from hotline.core.logs import get_logger
 from hotline.devtools.embedded import (
     EmbeddedPostgres,
@@ -47,6 +48,7 @@ from hotline.devtools.embedded import (
 )
 from hotline.settings import (
     PROCESS_ROLES,
+    RelaySettings,
     Settings,
     SettingsError,
     hide_credentials,
@@ -394,6 +396,22 @@ def relay_secret(settings: Settings) -> bytes:
     return str(values["webhook_secret"]).encode()
 
 
+def dkim_key(relay: RelaySettings) -> DkimKey | None:
+    """The relay's DKIM key, or None when mail goes unsigned; blocking."""
+    if not (relay.dkim_selector or relay.dkim_key_file):
+        return None
+    if not (relay.dkim_selector and relay.dkim_key_file):
+        raise ConfigError("relay.dkim_selector and relay.dkim_key_file: set both or neither")
+    path = Path(relay.dkim_key_file)
+    try:
+        pem = path.read_bytes()
+    except OSError as exc:
+        raise ConfigError(f"relay.dkim_key_file: cannot read {path}: {exc.strerror}") from None
+    if b"PRIVATE KEY-----" not in pem:
+        raise ConfigError(f"relay.dkim_key_file: {path} is not a PEM private key")
+    return DkimKey(relay.dkim_selector, relay.email_from.rpartition("@")[2], pem)
+
+
 async def _notifications(settings: Settings) -> Notifications:
     """What the web's gateway webhooks and opt-out link need (shared with the relay)."""
     from crm_sync.notifications.optout import OptOutLinks
@@ -423,7 +441,8 @@ async def _start_relay(service: HotlineService) -> None:
     if r.smtp_host:
         providers["email"] = SmtpProvider(r.smtp_host, r.smtp_port, r.email_from,
                                           username=r.smtp_username, password=r.smtp_password,
-                                          starttls=r.smtp_starttls)
+                                          starttls=r.smtp_starttls,
+                                          dkim_key=await asyncio.to_thread(dkim_key, r))
     routers: dict[str, list[Router]] = {t: [appeal_router(config, links)] for t in TOPICS}
     limits = {"sms": ProviderLimits(r.sms_rate_per_second, r.sms_concurrency),
               "email": ProviderLimits(r.email_rate_per_second, r.email_concurrency)}

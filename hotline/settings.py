@@ -175,6 +175,10 @@ class RelaySettings:
     smtp_password: str = ""  # a secret
     smtp_starttls: bool = False
     email_from: str = "1551@kyiv.example"
+    # DKIM: the selector and the PEM file of its private key (outside the repository,
+    # readable by the service only); both empty = mail goes unsigned.
+    dkim_selector: str = ""
+    dkim_key_file: str = ""
     email_rate_per_second: float = 10.0
     email_concurrency: int = 4
     # Where citizens open the opt-out link (the web role's public address).

@@ -22,9 +22,11 @@ class SmtpSink:
     """What the SMTP server received."""
 
     messages: list[Message] = field(default_factory=list)
+    raws: list[bytes] = field(default_factory=list)  # as received: what DKIM verifies
 
     async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
         raw = envelope.original_content or b""
+        self.raws.append(raw)
         self.messages.append(email.message_from_bytes(raw))
         return "250 OK"
 
