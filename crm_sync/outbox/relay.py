@@ -18,6 +18,12 @@ Two short kinds of transaction, never one held across the network:
 Only the head of an ``order_key`` (the oldest message still queued or sending) is
 claimable, so one citizen's messages go out in the order of the events.
 Rate limit and concurrency cap are per provider and per process.
+
+A provider that fails ``circuit_threshold`` sends in a row is taken as down (a
+circuit opens): its messages are left alone, one probe batch goes after a pause
+that doubles up to ``circuit_pause_max``, and failures while it is down spend no
+attempt — an hour of gateway outage is the gateway's failure, not the messages',
+and must not turn them all into dead letters.
 """
 
 from __future__ import annotations
@@ -146,6 +152,47 @@ class RelayOptions:
     backoff_max: float = 3600.0
     poll_interval: float = 0.5
     fan_out_batch: int = 200
+    circuit_threshold: int = 5
+    circuit_pause: float = 1.0
+    circuit_pause_max: float = 30.0
+
+
+class Circuit:
+    """Is a provider up, as this process sees it (times from the event loop's clock)."""
+
+    def __init__(self, threshold: int, pause: float, pause_max: float) -> None:
+        self._threshold, self._first, self._max = threshold, pause, pause_max
+        self.failures = 0
+        self.pause = 0.0
+        self.open_until: float | None = None
+
+    @property
+    def is_open(self) -> bool:
+        return self.open_until is not None
+
+    def claimable(self, now: float) -> bool:
+        """Up, or down with a probe due."""
+        return self.open_until is None or now >= self.open_until
+
+    def success(self) -> bool:
+        """True when this closes an open circuit (the provider is back)."""
+        was_open = self.is_open
+        self.failures, self.pause, self.open_until = 0, 0.0, None
+        return was_open
+
+    def failure(self, now: float) -> bool:
+        """True when this opens the circuit (the provider is taken as down)."""
+        if self.open_until is not None:
+            if now >= self.open_until:  # the probe failed (the rest of its batch: no news)
+                self.pause = min(self._max, self.pause * 2)
+                self.open_until = now + self.pause
+            return False
+        self.failures += 1
+        if self.failures < self._threshold:
+            return False
+        self.pause = self._first
+        self.open_until = now + self.pause
+        return True
 
 
 def backoff(attempt: int, base: float, cap: float, rng: random.Random | None = None) -> float:
@@ -180,6 +227,9 @@ class Relay:
                           for n in self._providers}
         self._caps = {n: asyncio.Semaphore(limits.get(n, ProviderLimits()).concurrency)
                       for n in self._providers}
+        o = self.options
+        self.circuits = {n: Circuit(o.circuit_threshold, o.circuit_pause, o.circuit_pause_max)
+                         for n in self._providers}
         self.name = name
         self._clock = clock
         self._quiet = quiet
@@ -310,12 +360,14 @@ class Relay:
 
     async def deliver_once(self, worker: str) -> int:
         """Claim a batch, deliver it, record each result; the number claimed."""
-        if not self._providers:
+        at = asyncio.get_running_loop().time()
+        providers = [n for n, c in self.circuits.items() if c.claimable(at)]
+        if not providers:
             return 0
         now = self._clock()
         rows = await self._pool.fetch(
             _CLAIM, now, self.options.batch, timedelta(seconds=self.options.lease_seconds),
-            list(self._providers), worker)
+            providers, worker)
         if rows:
             await asyncio.gather(*(self._deliver(worker, row) for row in rows))
         return len(rows)
@@ -330,6 +382,7 @@ class Relay:
             try:
                 provider_id = await provider.send(message)
             except TemporaryFailure as exc:
+                self._provider_failed(message.provider, exc)
                 await self._retry(worker, message, exc)
                 return
             except PermanentFailure as exc:
@@ -337,6 +390,8 @@ class Relay:
                 log.warning("relay_message_refused", message=message.id,
                             provider=message.provider, error=str(exc))
                 return
+        if self.circuits[message.provider].success():
+            log.info("relay_provider_back", relay=self.name, provider=message.provider)
         try:
             await self._pool.execute(_SENT, message.id, worker, provider_id, self._clock())
         except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError) as exc:
@@ -348,8 +403,18 @@ class Relay:
         log.debug("relay_message_sent", message=message.id, provider=message.provider,
                   provider_id=provider_id)
 
+    def _provider_failed(self, provider: str, exc: TemporaryFailure) -> None:
+        if exc.throttled:  # busy, not down: the rate limiter and Retry-After handle it
+            return
+        circuit = self.circuits[provider]
+        if circuit.failure(asyncio.get_running_loop().time()):
+            log.error("relay_provider_down", relay=self.name, provider=provider,
+                      failures=circuit.failures, error=str(exc))
+
     async def _retry(self, worker: str, message: Outgoing, exc: TemporaryFailure) -> None:
-        spent = 0 if exc.throttled else 1
+        # While its provider is down a message has not failed: nothing is spent.
+        down = self.circuits[message.provider].is_open
+        spent = 0 if exc.throttled or down else 1
         delay = backoff(message.attempt, self.options.backoff_base, self.options.backoff_max)
         if exc.retry_after is not None:
             delay = max(delay, exc.retry_after) if not exc.throttled else exc.retry_after

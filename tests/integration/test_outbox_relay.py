@@ -207,8 +207,8 @@ async def test_gateway_down_then_up_everything_arrives_once_in_order_per_citizen
     relay = Relay(pool, {"sms": sms(gateway)}, {"test.down": [ping_router(6)]}, FAST)
     relay.start()
     try:
-        await eventually(lambda: _at_least(pool, run, 6), "every citizen's head tried")
-        assert not gateway.arrivals and gateway.refused >= 6
+        await eventually(lambda: _refused(gateway, 6), "every citizen's head tried")
+        assert not gateway.arrivals
         gateway.mode = "up"
 
         async def done() -> bool:
@@ -225,11 +225,49 @@ async def test_gateway_down_then_up_everything_arrives_once_in_order_per_citizen
         assert seen == sorted(seen) and len(seen) == 10
 
 
-async def _at_least(pool: asyncpg.Pool, run: str, count: int) -> bool:
-    tried = await pool.fetchval(
-        "SELECT count(*) FROM outbox_messages WHERE idempotency_key LIKE $1 AND attempts >= 2",
-        f"{run}:%")
-    return bool(tried >= count)
+async def _refused(gateway: LoopbackGateway, count: int) -> bool:
+    return gateway.refused >= count
+
+
+async def test_a_gateway_down_for_a_minute_loses_nothing_and_spends_few_attempts(
+    pool: asyncpg.Pool, clean: None, gateway: LoopbackGateway
+) -> None:
+    """The acceptance's outage, in real time and with the shipped options: a minute
+    of 503s, then the gateway is back; each message arrives once, in order per
+    citizen; none died; the outage cost a message at most the one attempt it took
+    to see the gateway down."""
+    run = await _events(pool, 60, "test.minute")
+    options = RelayOptions()
+    gateway.mode = "down"
+    relay = Relay(pool, {"sms": sms(gateway)}, {"test.minute": [ping_router(6)]}, options)
+    loop = asyncio.get_running_loop()
+    relay.start()
+    try:
+        down_at = loop.time()
+        await eventually(lambda: _refused(gateway, options.circuit_threshold), "refusals")
+        assert relay.circuits["sms"].is_open
+        await asyncio.sleep(max(0.0, 60.0 - (loop.time() - down_at)))
+        assert not gateway.arrivals
+        gateway.mode = "up"
+
+        async def done() -> bool:
+            return bool(await pool.fetchval(
+                "SELECT count(*) FROM outbox_messages WHERE idempotency_key LIKE $1 "
+                "AND status = 'sent'", f"{run}:%") == 60)
+        await eventually(done, "all sent after the gateway came back", deadline=120)
+        assert not relay.circuits["sms"].is_open
+    finally:
+        await relay.stop()
+    mine = [a for a in gateway.arrivals if a.key.startswith(f"{run}:")]
+    assert len(mine) == 60 and len({a.key for a in mine}) == 60
+    for k in range(6):
+        seen = [int(a.text.split()[1]) for a in mine if int(a.text.split()[1]) % 6 == k]
+        assert seen == sorted(seen) and len(seen) == 10
+    # Each citizen's first message was tried once before the gateway was seen down
+    # (without the circuit: about five times each in a minute of backoff).
+    spent = await pool.fetchval("SELECT max(attempts) FROM outbox_messages "
+                                "WHERE idempotency_key LIKE $1", f"{run}:%")
+    assert spent <= 2
 
 
 async def test_throttling_spends_no_attempt_and_failures_end_dead_until_replayed(
@@ -237,8 +275,10 @@ async def test_throttling_spends_no_attempt_and_failures_end_dead_until_replayed
 ) -> None:
     run = await _events(pool, 3, "test.dead")
     gateway.mode, gateway.retry_after = "throttle", "0"
+    # The circuit off: here every failure is the message's own (with it on, a gateway
+    # failing everything is "down" and spends nothing — the next tests).
     options = RelayOptions(workers=1, batch=5, max_attempts=3, backoff_base=0.01,
-                           backoff_max=0.02, poll_interval=0.02)
+                           backoff_max=0.02, poll_interval=0.02, circuit_threshold=10**6)
     relay = Relay(pool, {"sms": sms(gateway)}, {"test.dead": [ping_router()]}, options)
     relay.start()
     try:
@@ -341,7 +381,7 @@ async def test_a_slow_gateway_times_out_and_the_retry_carries_the_same_key(
                   limits={"sms": ProviderLimits(1000, 2)})
     relay.start()
     try:
-        await eventually(lambda: _at_least(pool, run, 2), "timed out and retried")
+        await eventually(lambda: _posts_over(gateway, 13), "timed out and retried")
         gateway.mode = "up"
 
         async def sent() -> bool:
@@ -449,6 +489,11 @@ async def test_two_relay_processes_share_one_provider_rate(pool: asyncpg.Pool) -
         await asyncio.gather(process(), process())
     times.sort()
     assert len(times) == 2 * per_process
+    # Over the whole run (jitter only moves its two ends): never above the rate.
+    # Two limiters of their own would have sent both halves at once, in half the time.
+    assert times[-1] - times[0] >= (len(times) - 1) / rate - 2 * lag.worst - 0.1
+    # Over short windows, a late loop or a slow round trip to PostgreSQL bunches sends
+    # whose slots were spaced right: a quarter more, still far under twice the rate.
     for width in (0.5, 1.0):
         busiest = max(sum(1 for t in times if start <= t < start + width) for start in times)
-        assert busiest <= rate * (width + lag.worst) + 3, (width, busiest, lag.worst)
+        assert busiest <= rate * 1.25 * (width + lag.worst) + 3, (width, busiest, lag.worst)
