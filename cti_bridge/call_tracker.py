@@ -30,6 +30,22 @@ app_queue counts them, with ``talk_source = "derived"``. A late AgentComplete
 still replaces it; queue_log reconciliation (``crm_sync.queue_log``) has the
 last word.
 
+Resync. While the AMI link is down every event is lost. After each (re)connect
+the service reads what Asterisk says is up (CoreShowChannels, QueueStatus, and
+Status with :data:`RESYNC_VARIABLES`) and :meth:`CallTracker.resync` rebuilds
+the calls still up from it: calls whose channel is gone are finished; citizen
+channels that started during the gap are adopted; a caller listed in a
+QueueEntry waits in that queue (``Wait`` gives when it joined); a caller bridged
+by ``Queue`` is connected to the member app_queue wrote into its channel
+variables (``setinterfacevar``: MEMBERINTERFACE/MEMBERNAME; ``setqueueentryvar``:
+QEHOLDTIME, the same hold time as queue_log's CONNECT). The AgentComplete that
+arrives later brings the talk time as usual.
+
+Timeout. On a queue timeout (and leavewhenempty) app_queue calls
+``record_abandoned()``, so AMI shows QueueCallerAbandon although queue_log says
+EXITWITHTIMEOUT / EXITEMPTY; the QUEUESTATUS that Queue() sets when it returns
+tells them apart, and it overrides the abandon.
+
 Memory. Finished calls are forgotten; calls with no event for
 ``stale_after_seconds`` (a Hangup lost during an AMI reconnect, an Asterisk
 restart) are finished with ``hangup_cause_text = EXPIRED`` and returned by
@@ -39,7 +55,7 @@ restart) are finished with ``hangup_cause_text = EXPIRED`` and returned by
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import ClassVar
@@ -60,6 +76,35 @@ _QUEUE_STATUS_OUTCOME = {
 }
 # Queue() refused to even queue the caller: no QueueCallerJoin, no attempt.
 _JOIN_REFUSED = frozenset({"JOINEMPTY", "JOINUNAVAIL", "FULL"})
+#: Channel variables the resync asks Status for (the queues set the member's and
+#: the hold time with setinterfacevar / setqueueentryvar / setqueuevar = yes).
+RESYNC_VARIABLES = (
+    "MEMBERINTERFACE", "MEMBERNAME", "QEHOLDTIME", "QUEUENAME",
+    "HOTLINE_QUEUE", "IVR_CHOICE", "IVR_SOURCE", "QUEUESTATUS",
+)
+_UNSET = "(null)"  # how Status prints a variable the channel does not have
+
+
+@dataclass(frozen=True)
+class AsteriskSnapshot:
+    """What Asterisk says is up, read right after a (re)connect."""
+
+    channels: Sequence[AmiMessage]  # CoreShowChannel events
+    queue_entries: Sequence[AmiMessage] = ()  # QueueEntry events of QueueStatus
+    statuses: Sequence[AmiMessage] = ()  # Status events, with RESYNC_VARIABLES
+    at: datetime | None = None  # when it was read (else the tracker's clock)
+
+
+def status_variables(msg: AmiMessage | None) -> dict[str, str]:
+    """``Variable: NAME=value`` lines of a Status event; unset ones left out."""
+    out: dict[str, str] = {}
+    if msg is None:
+        return out
+    for line in msg.getall("Variable") + msg.getall("ChanVariable"):
+        name, sep, value = line.partition("=")
+        if sep and value and value != _UNSET:
+            out[name.strip().upper()] = value
+    return out
 
 
 def _utcnow() -> datetime:
@@ -186,7 +231,113 @@ class CallTracker:
             out.append(self._snapshot(call))
         return out
 
+    def resync(self, snapshot: AsteriskSnapshot) -> list[CallRecord]:
+        """After an AMI (re)connect: rebuild the calls still up from what Asterisk
+        says (see the module docstring); returns the records that changed."""
+        now = snapshot.at or self._clock()
+        live = {uid for c in snapshot.channels if (uid := c.get("Uniqueid"))}
+        out = self.reconcile(live)
+        adopted: set[str] = set()
+        for channel in snapshot.channels:
+            uid = channel.get("Uniqueid")
+            if uid and uid not in self._calls:
+                self._new_channel(channel, uid)
+                if uid in self._calls:
+                    adopted.add(uid)
+        by_uid = {uid: s for s in snapshot.statuses if (uid := s.get("Uniqueid"))}
+        entries = {uid: e for e in snapshot.queue_entries if (uid := e.get("Uniqueid"))}
+        by_channel = {e.get("Channel"): e for e in snapshot.queue_entries}
+        for uid, call in self._calls.items():
+            if call.hung_up:
+                continue
+            status = by_uid.get(uid)
+            variables = status_variables(status)
+            changed = self._resync_variables(call, variables)
+            entry = entries.get(uid) or by_channel.get(call.record.channel)
+            if entry is not None:
+                changed = self._resync_waiting(call, entry, variables, now) or changed
+            elif status is not None and self._bridged_by_queue(status, variables):
+                changed = self._resync_connected(call, variables, now) or changed
+            if changed or uid in adopted:
+                call.last_seen = now
+                out.append(self._snapshot(call))
+        return out
+
     # -- internals -------------------------------------------------------------
+
+    def _resync_variables(self, call: _Call, variables: dict[str, str]) -> bool:
+        record, changed = call.record, False
+        if record.ivr_choice is None and "IVR_CHOICE" in variables:
+            record.ivr_choice, changed = variables["IVR_CHOICE"], True
+        if record.ivr_source is None and "IVR_SOURCE" in variables:
+            record.ivr_source, changed = variables["IVR_SOURCE"], True
+        if "HOTLINE_QUEUE" in variables:
+            call.routed_queue = variables["HOTLINE_QUEUE"]
+        return changed
+
+    @staticmethod
+    def _bridged_by_queue(status: AmiMessage, variables: dict[str, str]) -> bool:
+        """The caller talks to a queue member: bridged while Queue() runs, and
+        app_queue has named the member on its channel."""
+        return (bool(status.get("BridgeID") or status.get("BridgeId"))
+                and (status.get("Application") or "").lower() == "queue"
+                and "MEMBERINTERFACE" in variables)
+
+    def _close_missed_stays(self, call: _Call, queue: str, status: str | None,
+                            at: datetime) -> None:
+        """Stays in other queues that ended during the gap (say, a timeout moved
+        the caller to the overflow queue): closed with what QUEUESTATUS says."""
+        for attempt in call.record.attempts:
+            if attempt.queue != queue and attempt.outcome is None:
+                attempt.outcome = _QUEUE_STATUS_OUTCOME.get(status or "")
+                attempt.left_at = attempt.left_at or at
+
+    def _resync_waiting(self, call: _Call, entry: AmiMessage, variables: dict[str, str],
+                        now: datetime) -> bool:
+        queue = entry.get("Queue") or ""
+        wait = _int(entry.get("Wait")) or 0
+        entered = now - timedelta(seconds=wait)
+        last = self._open_attempt(call.record)
+        position = _int(entry.get("Position"))
+        if last is not None and last.queue == queue and last.outcome is None:
+            last.position = last.position or position
+            return False
+        self._close_missed_stays(call, queue, variables.get("QUEUESTATUS"), entered)
+        call.record.attempts.append(QueueAttempt(queue=queue, entered_at=entered,
+                                                 position=position))
+        call.record.queue = queue
+        call.queue_status = None
+        call.connected = call.completed = False
+        return True
+
+    def _resync_connected(self, call: _Call, variables: dict[str, str], now: datetime) -> bool:
+        interface = variables["MEMBERINTERFACE"]
+        queue = variables.get("QUEUENAME") or call.record.queue or call.routed_queue or ""
+        answered = self._answered_attempt(call.record)
+        if (call.connected and not call.completed and answered is not None
+                and answered.queue == queue and answered.operator_interface == interface):
+            return False  # nothing was missed
+        hold = _int(variables.get("QEHOLDTIME"))
+        attempt = next((a for a in reversed(call.record.attempts)
+                        if a.queue == queue and a.outcome in (None, "answered")), None)
+        if attempt is None:
+            entered = now - timedelta(seconds=hold or 0)
+            self._close_missed_stays(call, queue, variables.get("QUEUESTATUS"), entered)
+            attempt = QueueAttempt(queue=queue, entered_at=entered)
+            call.record.attempts.append(attempt)
+        call.record.queue = queue
+        attempt.outcome = "answered"
+        attempt.wait_seconds = hold if hold is not None else attempt.wait_seconds
+        attempt.operator_interface = interface
+        attempt.operator_name = variables.get("MEMBERNAME") or attempt.operator_name
+        # app_queue's connect time is its join time plus the hold time: talk can
+        # still be derived if AgentComplete never comes.
+        connected_at = attempt.entered_at + timedelta(seconds=hold or 0)
+        attempt.answered_at = attempt.answered_at or connected_at
+        call.connected, call.completed = True, False
+        call.connected_at, call.bridge_left_at = connected_at, None
+        return True
+
 
     def _sweep_if_due(self) -> list[CallRecord]:
         now = self._clock()
@@ -262,8 +413,10 @@ class CallTracker:
         elif variable == "QUEUESTATUS" and value:
             call.queue_status = value.upper()
             attempt = self._open_attempt(call.record)
-            if attempt is not None and attempt.outcome is None:
-                attempt.outcome = _QUEUE_STATUS_OUTCOME.get(call.queue_status)
+            outcome = _QUEUE_STATUS_OUTCOME.get(call.queue_status)
+            # "abandoned" too: app_queue raised QueueCallerAbandon for this timeout.
+            if attempt is not None and outcome and attempt.outcome in (None, "abandoned"):
+                attempt.outcome = outcome
         return False
 
     def _new_state(self, call: _Call, msg: AmiMessage, now: datetime) -> bool:

@@ -17,7 +17,7 @@ import redis.asyncio as aioredis
 
 from cti_bridge.ami_client import AmiClient, AmiError
 from cti_bridge.ami_protocol import AmiMessage
-from cti_bridge.call_tracker import CallTracker
+from cti_bridge.call_tracker import RESYNC_VARIABLES, AsteriskSnapshot, CallTracker
 from cti_bridge.operator_states import EVENTS as OPERATOR_EVENTS
 from cti_bridge.operator_states import OperatorStateTracker
 from hotline.core import metrics
@@ -86,7 +86,8 @@ class CtiService:
 
     async def _ensure_synced(self) -> None:
         """Once per AMI session, before its first event is applied: learn Asterisk's
-        start time (part of every call key) and finish the calls that ended unseen.
+        start time (part of every call key), finish the calls that ended unseen and
+        rebuild those still up (events missed while the link was down).
 
         Runs from the event path too, because the first events of a session can
         be dispatched before the on_connected callback gets its turn.
@@ -101,20 +102,32 @@ class CtiService:
                 reply = await self._ami.action("CoreStatus")
                 epoch = boot_epoch_from_core_status(reply)
                 orphans = self._tracker.set_boot_epoch(epoch)
-                gone: list[CallRecord] = []
-                if self._tracker.active_calls:  # calls may have ended while we were away
-                    channels = await self._ami.action_list("CoreShowChannels")
-                    live = {c.get("Uniqueid") or "" for c in channels
-                            if c.event == "CoreShowChannel"}
-                    gone = self._tracker.reconcile(live)
+                snapshot = await self._read_snapshot()
+                resynced = self._tracker.resync(snapshot)
             except (AmiError, ValueError) as exc:
                 log.warning("asterisk_sync_failed", error=str(exc))
                 return
             self._synced_generation = generation
             log.info("asterisk_connected", boot_epoch=epoch, version=self._ami.version,
-                     finished_orphans=len(orphans), finished_gone=len(gone))
-        for record in orphans + gone:
+                     finished_orphans=len(orphans), channels=len(snapshot.channels),
+                     resynced_calls=len(resynced))
+        for record in orphans + resynced:
             await self._save(record)
+
+    async def _read_snapshot(self) -> AsteriskSnapshot:
+        """The channels up now and, when there are any, the queues' callers and the
+        channel variables that name a connected caller's member."""
+        at = datetime.now(UTC)
+        channels = [c for c in await self._ami.action_list("CoreShowChannels")
+                    if c.event == "CoreShowChannel"]
+        if not channels:
+            return AsteriskSnapshot(channels=[], at=at)
+        entries = [e for e in await self._ami.action_list("QueueStatus")
+                   if e.event == "QueueEntry"]
+        statuses = [s for s in await self._ami.action_list(
+                        "Status", Variables=",".join(RESYNC_VARIABLES))
+                    if s.event == "Status"]
+        return AsteriskSnapshot(channels, entries, statuses, at=at)
 
     async def _on_event(self, msg: AmiMessage) -> None:
         await self._ensure_synced()

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 from cti_bridge.ami_protocol import AmiMessage, AmiParser
-from cti_bridge.call_tracker import EXPIRED, CallTracker
+from cti_bridge.call_tracker import EXPIRED, RESYNC_VARIABLES, AsteriskSnapshot, CallTracker
 from hotline.core.records import CallOutcome, CallRecord
 from tests.support.paths import AMI_FIXTURES as FIXTURES
 
@@ -368,3 +368,140 @@ def test_agent_complete_alone_proves_the_call_was_answered() -> None:
     final = replay(t, msgs)[-1]
     assert final.outcome is CallOutcome.ANSWERED
     assert (final.talk_seconds, final.operator_name) == (3, "Operator 101")
+
+
+# -- resync after an AMI reconnect (issue 8) ------------------------------------------
+
+
+def channel_up(uid: str = "1700000000.1", **extra: str) -> AmiMessage:
+    """A CoreShowChannel item as Asterisk 22 lists it."""
+    headers = {"Event": "CoreShowChannel", "Channel": "PJSIP/trunk-00000001",
+               "Context": "hotline", "Exten": "1551", "CallerIDNum": "380441234567",
+               "CallerIDName": NAME, "Language": "uk", "Uniqueid": uid, "Linkedid": uid,
+               "Application": "Queue", "BridgeId": ""}
+    return AmiMessage.of(**{**headers, **extra})
+
+
+def status(uid: str = "1700000000.1", bridge: str = "", **variables: str) -> AmiMessage:
+    """A Status item with the resync's variables (``(null)`` when unset, as Asterisk prints)."""
+    lines = [("Variable", f"{n}={variables.get(n, '(null)')}") for n in RESYNC_VARIABLES]
+    return AmiMessage.of(("Event", "Status"), ("Channel", "PJSIP/trunk-00000001"),
+                         ("Uniqueid", uid), ("BridgeID", bridge), ("Application", "Queue"),
+                         *lines)
+
+
+def queue_entry(uid: str = "1700000000.1", queue: str = "housing", wait: int = 7) -> AmiMessage:
+    return AmiMessage.of(Event="QueueEntry", Queue=queue, Position="2",
+                         Channel="PJSIP/trunk-00000001", Uniqueid=uid, Wait=str(wait))
+
+
+def snapshot(*channels: AmiMessage, entries: tuple[AmiMessage, ...] = (),
+             statuses: tuple[AmiMessage, ...] = ()) -> AsteriskSnapshot:
+    return AsteriskSnapshot(list(channels), list(entries), list(statuses), at=T0)
+
+
+def test_resync_connected_during_the_gap_gets_its_operator_and_wait() -> None:
+    t = tracker()
+    t.handle(new_channel())
+    t.handle(ev("QueueCallerJoin", Queue="housing", Position="1", Timestamp="1700000010"))
+    # link down: AgentConnect (hold 12 s) missed; now the caller talks to Op 7
+    [live] = t.resync(snapshot(channel_up(), statuses=(status(
+        bridge="b-1", MEMBERINTERFACE="PJSIP/op7", MEMBERNAME="Оператор 7",
+        QEHOLDTIME="12", QUEUENAME="housing", IVR_CHOICE="1"),)))
+    assert live.outcome is CallOutcome.IN_PROGRESS
+    assert (live.queue, live.operator_interface, live.ivr_choice) == ("housing", None, "1")
+    assert live.attempts[0].outcome == "answered"
+    assert live.attempts[0].operator_name == "Оператор 7"
+    assert live.attempts[0].wait_seconds == 12
+    assert t.resync(snapshot(channel_up(), statuses=(status(
+        bridge="b-1", MEMBERINTERFACE="PJSIP/op7", QEHOLDTIME="12",
+        QUEUENAME="housing"),))) == []  # a second resync changes nothing
+    # Hangup before AgentComplete: the call waits for it (connected), not "abandoned"
+    [early] = t.handle(ev("Hangup", Cause="16", Timestamp="1700000052"))
+    assert early.outcome is CallOutcome.ANSWERED and early.operator_interface == "PJSIP/op7"
+    [final] = t.handle(ev("AgentComplete", Queue="housing", Interface="PJSIP/op7",
+                          HoldTime="12", TalkTime="30", Reason="agent"))
+    assert (final.outcome, final.wait_seconds, final.talk_seconds) == (
+        CallOutcome.ANSWERED, 12, 30)
+    assert final.operator_name == "Оператор 7" and final.talk_source == "agent_complete"
+
+
+def test_without_resync_a_missed_connect_loses_the_operator() -> None:
+    """What the resync is for: the same stream without it."""
+    t = tracker()
+    t.handle(new_channel())
+    t.handle(ev("QueueCallerJoin", Queue="housing", Position="1"))
+    [final] = t.handle(ev("Hangup", Cause="16"))
+    assert final.outcome is CallOutcome.ABANDONED and final.operator_interface is None
+
+
+def test_resync_waiting_caller_and_adopted_call() -> None:
+    t = tracker()
+    t.handle(new_channel())  # known, in the IVR when the link dropped
+    records = t.resync(snapshot(
+        channel_up(), channel_up("1700000000.7", Channel="PJSIP/trunk-00000007"),
+        channel_up("1700000000.8", Channel="Local/1551@hotline-00000001;1"),  # not a call
+        channel_up("1700000000.9", Context="hotline-operators"),  # an operator's leg
+        entries=(queue_entry(wait=7), queue_entry("1700000000.7", "transport", 3)),
+        statuses=(status(IVR_CHOICE="1", IVR_SOURCE="fastagi"),
+                  status("1700000000.7", IVR_CHOICE="2")),
+    ))
+    by_uid = {r.uniqueid: r for r in records}
+    assert set(by_uid) == {"1700000000.1", "1700000000.7"}
+    waiting = by_uid["1700000000.1"]
+    assert (waiting.queue, waiting.ivr_choice, waiting.ivr_source) == ("housing", "1", "fastagi")
+    assert waiting.attempts[0].entered_at == T0 - timedelta(seconds=7)
+    assert waiting.attempts[0].position == 2
+    adopted = by_uid["1700000000.7"]
+    assert adopted.call_key == f"pbx1:{BOOT}:1700000000.7"
+    assert (adopted.caller_number, adopted.caller_name) == ("380441234567", NAME)
+    assert adopted.queue == "transport" and adopted.ivr_choice == "2"
+    assert t.active_calls == 2
+    # the queue's events after the reconnect complete the picture as usual
+    t.handle(ev("QueueCallerAbandon", uid="1700000000.7", Queue="transport", HoldTime="9"))
+    [final] = t.handle(ev("Hangup", uid="1700000000.7", Cause="16"))
+    assert final.outcome is CallOutcome.ABANDONED and final.wait_seconds == 9
+
+
+def test_resync_overflow_during_the_gap_closes_the_first_stay_as_timeout() -> None:
+    t = tracker()
+    t.handle(new_channel())
+    t.handle(ev("QueueCallerJoin", Queue="social", Position="1"))
+    [record] = t.resync(snapshot(channel_up(), entries=(queue_entry(queue="main", wait=2),),
+                                 statuses=(status(QUEUESTATUS="TIMEOUT"),)))
+    assert [(a.queue, a.outcome) for a in record.attempts] == [("social", "timeout"),
+                                                              ("main", None)]
+    assert record.queue == "main"
+
+
+def test_resync_finishes_calls_gone_and_keeps_a_known_operator() -> None:
+    t = tracker()
+    t.handle(new_channel())
+    t.handle(ev("QueueCallerJoin", Queue="housing", Position="1"))
+    t.handle(ev("AgentConnect", Queue="housing", HoldTime="5", RingTime="1",
+                Interface="PJSIP/op7", MemberName="Оператор 7"))
+    [gone] = t.resync(snapshot())  # the call ended while the link was down
+    assert gone.outcome is CallOutcome.ANSWERED and gone.operator_interface == "PJSIP/op7"
+    assert gone.hangup_cause_text == "ended while the AMI link was down"
+    assert gone.talk_seconds is None  # unknown here: queue_log reconciliation fills it
+    assert t.active_calls == 0
+
+
+def test_queue_timeout_is_a_timeout_from_the_start() -> None:
+    """app_queue raises QueueCallerAbandon for a timeout (record_abandoned), then
+    Queue() sets QUEUESTATUS=TIMEOUT: the record says timeout, as queue_log does."""
+    t = tracker()
+    t.handle(new_channel())
+    t.handle(ev("QueueCallerJoin", Queue="main", Position="1"))
+    t.handle(ev("QueueCallerAbandon", Queue="main", Position="1", OriginalPosition="1",
+                HoldTime="60"))
+    t.handle(ev("QueueCallerLeave", Queue="main", Position="1"))
+    t.handle(ev("VarSet", Variable="QUEUESTATUS", Value="TIMEOUT"))
+    [final] = t.handle(ev("Hangup", Cause="16"))
+    assert final.outcome is CallOutcome.TIMEOUT and final.wait_seconds == 60
+    # a caller who hangs up is still abandoned (Queue() leaves no TIMEOUT behind)
+    t.handle(new_channel("1700000000.2"))
+    t.handle(ev("QueueCallerJoin", uid="1700000000.2", Queue="main", Position="1"))
+    t.handle(ev("QueueCallerAbandon", uid="1700000000.2", Queue="main", HoldTime="4"))
+    [final] = t.handle(ev("Hangup", uid="1700000000.2", Cause="16"))
+    assert final.outcome is CallOutcome.ABANDONED
