@@ -41,7 +41,8 @@ class FakeAmiServer:
         self.username, self.secret = username, secret
         self.answer_ping = True
         self.silent_actions: set[str] = set()  # lower-case names never answered
-        self.lists: dict[str, tuple[str, list[dict[str, str]]]] = {}  # name → (complete, items)
+        # name → (complete, items); an item as pairs can repeat a header (Status's Variable)
+        self.lists: dict[str, tuple[str, list[Headers]]] = {}
         self.replies: dict[str, dict[str, str]] = {}  # name → extra headers of its Success
         self.logins = 0
         self.login_methods: list[str] = []  # "md5" or "plain", per accepted login
@@ -156,7 +157,8 @@ class FakeAmiServer:
             self._reply(writer, msg, "Success", EventList="start", Message="will follow")
             aid = {"ActionID": msg.action_id or ""}
             for item in items:
-                writer.write(format_message({**item, **aid}))
+                pairs = list(item.items() if isinstance(item, Mapping) else item)
+                writer.write(format_message([*pairs, *aid.items()]))
             done = {"Event": complete, **aid, "EventList": "Complete"}
             writer.write(format_message({**done, "ListItems": str(len(items))}))
         elif name == "bogus":
