@@ -231,6 +231,7 @@ def sandbox_spec(settings: Settings) -> Any:
         config_dir=settings.config_path,
         queue_timeout=settings.asterisk.queue_timeout,
         mirror=settings.asterisk.mirror,
+        operators=tuple(settings.asterisk.sip_operators),
     )
 
 

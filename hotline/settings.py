@@ -148,6 +148,9 @@ class AsteriskSettings:
     sip_port: int = 15060
     queue_timeout: int = 300
     inbound_contexts: list[str] = field(default_factory=lambda: ["hotline-inbound"])
+    # Operators' logins that get a PJSIP endpoint PJSIP/<login> in the sandbox (a
+    # softphone registers there); each password is generated, never configured.
+    sip_operators: list[str] = field(default_factory=list)
     # Asterisk's queue_log, which call records are reconciled with: empty = the
     # sandbox instance's; "off" = no reconciliation.
     queue_log: str = ""

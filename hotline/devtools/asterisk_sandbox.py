@@ -14,6 +14,12 @@ uid and gid are made unique on the host (Debian gives it 101, which on a host
 is likely someone else's: a shared uid could signal or read that account's
 processes). No ``/proc`` is mounted in the chroot: nothing needs it.
 
+Operators' phones: one PJSIP endpoint ``PJSIP/<login>`` per login in
+``SandboxSpec.operators``, each with its own password, generated once per
+instance and login into ``operator-sip.json`` in the instance's root-only state
+directory (0600; never in the repository; :func:`operator_sip_password` reads it).
+They register only over the loopback transport, from loopback contacts.
+
 The AMI has two accounts: the service's (least privilege, see manager.conf) and,
 only in the sandbox, the simulator's (``hotline-simulator``: Originate, Setvar,
 QueueAdd/QueueRemove; its secret derived from the instance's AMI secret).
@@ -28,10 +34,12 @@ import fcntl
 import grp
 import hashlib
 import hmac
+import json
 import os
 import pwd
 import queue
 import re
+import secrets
 import shutil
 import signal
 import socket
@@ -93,6 +101,7 @@ class SandboxSpec:
     config_dir: Path  # ivr.toml, queues.toml, prompts.toml (Settings.config_path)
     queue_timeout: int = 300
     mirror: str = ""
+    operators: tuple[str, ...] = ()  # logins that get a PJSIP endpoint (their phone)
 
     @property
     def etc_dir(self) -> Path:
@@ -110,6 +119,11 @@ class SandboxSpec:
     @property
     def queue_log(self) -> Path:
         return self.log_dir / "queue_log"
+
+    @property
+    def operator_secrets(self) -> Path:
+        """The operators' generated SIP passwords (root only, 0600)."""
+        return self.state_dir / "operator-sip.json"
 
     @property
     def pid_file(self) -> Path:
@@ -505,6 +519,7 @@ def render_config(spec: SandboxSpec, group: int | None = None) -> str:
         "QUEUE_TIMEOUT": str(spec.queue_timeout),
         "QUEUES": queues_conf(menu.queues),
         "QUEUE_GLOBALS": dialplan_globals(menu.queues, menu.default_queue),
+        "OPERATOR_ENDPOINTS": operator_endpoints(operator_passwords(spec)),
     }
     sandbox_only = {"manager.conf": simulator_account(spec)}
     digest = hashlib.sha256()
@@ -522,6 +537,66 @@ def render_config(spec: SandboxSpec, group: int | None = None) -> str:
     _write_private(script, FALLBACK_SCRIPT.read_bytes(), group, mode=0o750)
     digest.update(FALLBACK_SCRIPT.read_bytes())
     return digest.hexdigest()
+
+
+# A login becomes a pjsip.conf section name and a dial string: nothing else fits.
+_LOGIN = re.compile(r"[a-z0-9][a-z0-9._-]{0,31}")
+_RESERVED_SECTIONS = frozenset({"transport-udp", "operator-template", "citizens-trunk",
+                                "citizens-trunk-auth", "loopback-only", "global", "system"})
+
+
+def operator_passwords(spec: SandboxSpec) -> dict[str, str]:
+    """Each operator's SIP password: made once per login, kept 0600 in the
+    instance's root-only state directory; logins no longer listed are dropped."""
+    for login in spec.operators:
+        if not _LOGIN.fullmatch(login) or login in _RESERVED_SECTIONS:
+            raise SandboxError(
+                f"operator login {login!r} cannot be a PJSIP endpoint: use 1-32 of "
+                "a-z 0-9 . _ - (starting with a letter or digit)"
+            )
+    known: dict[str, str] = {}
+    with contextlib.suppress(OSError, ValueError):
+        loaded = json.loads(spec.operator_secrets.read_text())
+        if isinstance(loaded, dict):
+            known = {str(k): str(v) for k, v in loaded.items()}
+    passwords = {login: known.get(login) or secrets.token_urlsafe(18) for login in spec.operators}
+    if passwords != known:
+        spec.state_dir.mkdir(parents=True, exist_ok=True)
+        _write_private(spec.operator_secrets, json.dumps(passwords).encode(), None, mode=0o600)
+    elif spec.operator_secrets.exists():
+        spec.operator_secrets.chmod(0o600)
+    return passwords
+
+
+def operator_sip_password(spec: SandboxSpec, login: str) -> str:
+    """The generated SIP password of one operator's endpoint (after render_config)."""
+    passwords = operator_passwords(spec)
+    if login not in passwords:
+        raise SandboxError(f"operator {login!r} has no PJSIP endpoint in sandbox {spec.instance}")
+    return passwords[login]
+
+
+def operator_endpoints(passwords: dict[str, str]) -> str:
+    """pjsip.conf's sections for the operators' phones: endpoint, auth and aor
+    under the login (so the queue member and the state interface are PJSIP/<login>)."""
+    out = []
+    for login, password in sorted(passwords.items()):
+        out.append(
+            f"[{login}](operator-template)\n"
+            f"auth = {login}\n"
+            f"aors = {login}\n"
+            f"callerid = {login} <{login}>\n\n"
+            f"[{login}]\n"
+            "type = auth\n"
+            "auth_type = userpass\n"
+            f"username = {login}\n"
+            f"password = {password}\n\n"
+            f"[{login}]\n"
+            "type = aor\n"
+            "max_contacts = 1\n"
+            "remove_existing = yes\n"
+        )
+    return "\n".join(out)
 
 
 def simulator_account(spec: SandboxSpec) -> str:

@@ -402,3 +402,33 @@ def test_each_account_has_the_classes_its_code_sends_and_no_more(tmp_path: Path)
     sim = actions_sent(repo / "hotline" / "devtools" / "simulator.py")
     assert {"Originate", "QueueAdd", "Setvar"} <= sim
     check_account(sections[sandbox.SIMULATOR_USER], sim)
+
+
+def test_each_operator_gets_an_endpoint_with_its_own_password(tmp_path: Path) -> None:
+    s = sandbox.SandboxSpec(**{**spec(tmp_path).__dict__, "operators": ("olena", "op.7")})
+    sandbox.render_config(s)
+    pjsip = (s.etc_dir / "pjsip.conf").read_text()
+    olena, op7 = (sandbox.operator_sip_password(s, login) for login in ("olena", "op.7"))
+    assert olena != op7 and len(olena) >= 20
+    for login, password in (("olena", olena), ("op.7", op7)):
+        assert f"[{login}](operator-template)\nauth = {login}\naors = {login}\n" in pjsip
+        assert f"username = {login}\npassword = {password}\n" in pjsip
+    assert stat.S_IMODE(s.operator_secrets.stat().st_mode) == 0o600
+    assert "bind = 127.0.0.1:25998" in pjsip
+    assert "permit = 127.0.0.1/255.255.255.255" in pjsip
+    assert olena not in "".join(p.read_text() for p in (REPO_ROOT / "asterisk").rglob("*.conf"))
+    # the same operators keep their passwords; one removed is forgotten
+    sandbox.render_config(s)
+    assert sandbox.operator_sip_password(s, "olena") == olena
+    fewer = sandbox.SandboxSpec(**{**s.__dict__, "operators": ("olena",)})
+    sandbox.render_config(fewer)
+    assert "op.7" not in (s.etc_dir / "pjsip.conf").read_text()
+    with pytest.raises(sandbox.SandboxError, match="no PJSIP endpoint"):
+        sandbox.operator_sip_password(fewer, "op.7")
+
+
+@pytest.mark.parametrize("login", ["Olena", "a b", "x]\n[evil", "citizens-trunk", ""])
+def test_a_login_that_cannot_be_an_endpoint_is_refused(tmp_path: Path, login: str) -> None:
+    s = sandbox.SandboxSpec(**{**spec(tmp_path).__dict__, "operators": (login,)})
+    with pytest.raises(sandbox.SandboxError, match="cannot be a PJSIP endpoint"):
+        sandbox.render_config(s)
