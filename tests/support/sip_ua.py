@@ -194,6 +194,21 @@ class Baresip:
             raise AssertionError(f"baresip {self.name}: no {kind} within {timeout} s "
                                  f"(events {seen}); log: {self.log()}") from None
 
+    async def registered(self) -> bool:
+        """Whether the account's registration stands now (asked, not from events:
+        the first REGISTER may be answered before the command link is up)."""
+        reply = await self.command("reginfo")
+        return "OK" in str(reply.get("data"))
+
+    async def wait_registered(self, timeout: float = 20.0) -> None:
+        try:
+            async with asyncio.timeout(timeout):
+                while not await self.registered():
+                    await asyncio.sleep(0.2)
+        except TimeoutError:
+            raise AssertionError(f"baresip {self.name} did not register within {timeout} s; "
+                                 f"log: {self.log()}") from None
+
     async def dial(self, uri: str) -> None:
         await self.command("dial", uri)
 
@@ -222,7 +237,10 @@ class Baresip:
         if self.folder is None:
             return ""
         with contextlib.suppress(OSError):
-            return (self.folder / "baresip.log").read_text(errors="replace")[-3000:]
+            text = (self.folder / "baresip.log").read_text(errors="replace")
+            # without the call status line it repeats several times a second
+            lines = [ln for ln in text.splitlines() if ln.strip() and not ln.startswith("[0:")]
+            return "\n".join(lines)[-3000:]
         return ""
 
     async def stop(self) -> None:
