@@ -177,7 +177,9 @@ def status_of(uid: str, bridge: str, **variables: str) -> list[tuple[str, str]]:
 async def eventually(predicate: Any, timeout: float = 10.0) -> None:
     """For what the server sees (the memory's own ``until`` wakes on its changes only)."""
     async with asyncio.timeout(timeout):
-        while not predicate():
+        while True:
+            if predicate():
+                return
             await asyncio.sleep(0.01)
 
 

@@ -70,6 +70,7 @@ class Baresip:
     name: str = "ua"
     sip_port: int = field(default_factory=free_port)
     ctrl_port: int = field(default_factory=free_port)
+    sip_trace: bool = False  # every SIP message (SDP included) into its log
     events: list[dict[str, Any]] = field(default_factory=list)
     folder: Path | None = None
     _proc: subprocess.Popen[bytes] | None = None
@@ -124,17 +125,20 @@ class Baresip:
                 os.chown(path, user, group)
         self.folder.chmod(0o700)
         (self.folder / "accounts").chmod(0o600)
-        log = open(self.folder / "baresip.log", "wb")  # noqa: SIM115 (the process owns it)
-        try:
-            self._proc = subprocess.Popen(
-                [BARESIP, "-4", "-f", str(self.folder)], stdin=subprocess.DEVNULL,
+        args = ["-s"] if self.sip_trace else []
+        self._proc = await asyncio.to_thread(self._spawn, self.folder, user, group, args)
+        await self._connect()
+
+    @staticmethod
+    def _spawn(folder: Path, user: int | None, group: int | None, args: list[str]
+               ) -> subprocess.Popen[bytes]:
+        with open(folder / "baresip.log", "wb") as log:
+            return subprocess.Popen(
+                [BARESIP, "-4", *args, "-f", str(folder)], stdin=subprocess.DEVNULL,
                 stdout=log, stderr=subprocess.STDOUT, user=user, group=group,
-                extra_groups=[] if user is not None else None, cwd=self.folder,
+                extra_groups=[] if user is not None else None, cwd=folder,
                 start_new_session=True,
             )
-        finally:
-            log.close()
-        await self._connect()
 
     async def _connect(self, timeout: float = 10.0) -> None:
         async with asyncio.timeout(timeout):
@@ -203,7 +207,9 @@ class Baresip:
     async def wait_registered(self, timeout: float = 20.0) -> None:
         try:
             async with asyncio.timeout(timeout):
-                while not await self.registered():
+                while True:
+                    if await self.registered():
+                        return
                     await asyncio.sleep(0.2)
         except TimeoutError:
             raise AssertionError(f"baresip {self.name} did not register within {timeout} s; "
@@ -232,6 +238,13 @@ class Baresip:
                     sample = int.from_bytes(frames[i : i + width], "little", signed=True)
                     loud += 80 if abs(sample) > 300 else 0
         return loud / rate
+
+    def full_log(self) -> str:
+        if self.folder is None:
+            return ""
+        with contextlib.suppress(OSError):
+            return (self.folder / "baresip.log").read_text(errors="replace")
+        return ""
 
     def log(self) -> str:
         if self.folder is None:
