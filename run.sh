@@ -14,6 +14,7 @@ command -v debootstrap >/dev/null || apt_missing+=(debootstrap)
 command -v chromium >/dev/null || apt_missing+=(chromium)
 command -v espeak-ng >/dev/null || apt_missing+=(espeak-ng)
 command -v sox >/dev/null || apt_missing+=(sox)
+command -v baresip >/dev/null || apt_missing+=(baresip-core)  # the SIP tests' real user agent
 if ((${#apt_missing[@]})); then
   if [ "$(id -u)" != 0 ]; then
     echo "run.sh: missing ${apt_missing[*]}; run as root once (or apt-get install them)" >&2

@@ -173,3 +173,39 @@ async def test_cut_ami_link_during_a_call_leaves_operator_wait_and_talk(
     assert call["wait_seconds"] == int(log["CONNECT"][1])
     assert call["talk_seconds"] == int(complete[2])
     assert call["reconciled_at"] is None  # AMI's own record, not queue_log's correction
+
+
+async def test_queue_timeout_is_recorded_as_timeout_not_abandoned(
+    service: HotlineService, asterisk: sandbox.SandboxSpec, database: tuple[str, asyncpg.Pool],
+) -> None:
+    """app_queue raises QueueCallerAbandon for a timeout too; the record must say
+    timeout from the start, as queue_log's EXITWITHTIMEOUT does (no reconciliation here)."""
+    pool = database[1]
+    sim = sandbox.simulator_ami(asterisk)
+    await sim.start()
+    await sim.action("Setvar", Variable="HOTLINE_QUEUE_TIMEOUT", Value="3")
+    number = f"38063{int(time.time()) % 10_000_000:07d}"
+    try:  # nobody in social nor in main: 3 s in each, then the dialplan hangs up
+        await simulator.call_in(sim, simulator.Citizen(number, "Пантелеймон Куліш", "3",
+                                                       DIGIT_DELAY, 60.0))
+
+        async def final_record() -> dict[str, Any] | None:
+            row = await pool.fetchrow("SELECT * FROM calls WHERE caller_number = $1"
+                                      " AND outcome <> 'in_progress'", number)
+            return dict(row) if row else None
+
+        call = await until("the finished record", final_record, timeout=40)
+    finally:
+        await sim.action("Setvar", Variable="HOTLINE_QUEUE_TIMEOUT",
+                         Value=str(asterisk.queue_timeout))
+        await sim.close()
+    attempts = await pool.fetch(
+        "SELECT * FROM queue_attempts WHERE call_id = $1 ORDER BY seq", call["id"])
+    log = [line.split("|") for line in asterisk.queue_log.read_text().splitlines()
+           if f"|{call['uniqueid']}|" in line]
+    assert [(p[2], p[4]) for p in log if p[4] == "EXITWITHTIMEOUT"] == [
+        ("social", "EXITWITHTIMEOUT"), ("main", "EXITWITHTIMEOUT")]
+    assert [(a["queue"], a["outcome"]) for a in attempts] == [
+        ("social", "timeout"), ("main", "timeout")]
+    assert (call["outcome"], call["queue"], call["reconciled_at"]) == ("timeout", "main", None)
+    assert call["wait_seconds"] == int(log[-1][7])  # EXITWITHTIMEOUT pos|origpos|waittime
