@@ -55,6 +55,7 @@ restart) are finished with ``hangup_cause_text = EXPIRED`` and returned by
 from __future__ import annotations
 
 import re
+from collections import OrderedDict
 from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
@@ -82,6 +83,7 @@ RESYNC_VARIABLES = (
     "MEMBERINTERFACE", "MEMBERNAME", "QEHOLDTIME", "QUEUENAME",
     "HOTLINE_QUEUE", "IVR_CHOICE", "IVR_SOURCE", "QUEUESTATUS",
 )
+_FINISHED_KEPT = 10_000  # Uniqueids of finished calls remembered (see _finished)
 _UNSET = "(null)"  # how Status prints a variable the channel does not have
 
 
@@ -157,6 +159,9 @@ class CallTracker:
         self._sweep = timedelta(seconds=sweep_seconds)
         self._boot_epoch = 0
         self._calls: dict[str, _Call] = {}  # by caller channel Uniqueid
+        # Calls already finished: a resync must not take one on again while its
+        # channel is still being torn down (it can outlive its Hangup event).
+        self._finished: OrderedDict[str, None] = OrderedDict()
         self._last_sweep: datetime | None = None
 
     def set_boot_epoch(self, epoch: int) -> list[CallRecord]:
@@ -168,6 +173,7 @@ class CallTracker:
         orphans: list[CallRecord] = []
         if self._boot_epoch and epoch != self._boot_epoch:
             orphans = [self._expire_call(uid) for uid in list(self._calls)]
+            self._finished.clear()  # a new Asterisk: its channels are new calls
         self._boot_epoch = epoch
         return orphans
 
@@ -199,7 +205,7 @@ class CallTracker:
         self._track_linkedid(call.record, msg.get("Linkedid"))
         emit = handler(self, call, msg, now) if handler is not None else False
         if call.hung_up and (call.completed or not call.connected):
-            del self._calls[uid]  # nothing more can change: forget it
+            self._forget(uid)  # nothing more can change
         if emit:
             out.append(self._snapshot(call))
         return out
@@ -210,7 +216,7 @@ class CallTracker:
         out: list[CallRecord] = []
         for uid, call in list(self._calls.items()):
             if call.hung_up and now - call.last_seen > self._linger:
-                del self._calls[uid]  # its record was emitted at Hangup already
+                self._forget(uid)  # its record was emitted at Hangup already
             elif not call.hung_up and now - call.last_seen > self._stale:
                 out.append(self._expire_call(uid))
         return out
@@ -227,7 +233,7 @@ class CallTracker:
             call.record.ended_at = now
             call.record.hangup_cause_text = GONE
             self._finish(call)
-            del self._calls[uid]
+            self._forget(uid)
             out.append(self._snapshot(call))
         return out
 
@@ -240,7 +246,7 @@ class CallTracker:
         adopted: set[str] = set()
         for channel in snapshot.channels:
             uid = channel.get("Uniqueid")
-            if uid and uid not in self._calls:
+            if uid and uid not in self._calls and uid not in self._finished:
                 self._new_channel(channel, uid)
                 if uid in self._calls:
                     adopted.add(uid)
@@ -264,6 +270,12 @@ class CallTracker:
         return out
 
     # -- internals -------------------------------------------------------------
+
+    def _forget(self, uid: str) -> None:
+        del self._calls[uid]
+        self._finished[uid] = None
+        if len(self._finished) > _FINISHED_KEPT:
+            self._finished.popitem(last=False)
 
     def _resync_variables(self, call: _Call, variables: dict[str, str]) -> bool:
         record, changed = call.record, False
@@ -589,7 +601,8 @@ class CallTracker:
             record.outcome = CallOutcome.ABANDONED
 
     def _expire_call(self, uid: str) -> CallRecord:
-        call = self._calls.pop(uid)
+        call = self._calls[uid]
+        self._forget(uid)
         record = call.record
         record.ended_at = call.last_seen
         record.hangup_cause_text = EXPIRED

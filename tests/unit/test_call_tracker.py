@@ -505,3 +505,12 @@ def test_queue_timeout_is_a_timeout_from_the_start() -> None:
     t.handle(ev("QueueCallerAbandon", uid="1700000000.2", Queue="main", HoldTime="4"))
     [final] = t.handle(ev("Hangup", uid="1700000000.2", Cause="16"))
     assert final.outcome is CallOutcome.ABANDONED
+
+
+def test_resync_never_takes_on_a_finished_call_again() -> None:
+    """A channel can still be listed just after its Hangup: its final record stays final."""
+    t = tracker()
+    t.handle(new_channel())
+    t.handle(ev("Hangup", Cause="16"))
+    assert t.resync(snapshot(channel_up())) == []
+    assert t.active_calls == 0
