@@ -127,7 +127,13 @@ class Baresip:
         (self.folder / "accounts").chmod(0o600)
         args = ["-s"] if self.sip_trace else []
         self._proc = await asyncio.to_thread(self._spawn, self.folder, user, group, args)
-        await self._connect()
+        started = False
+        try:
+            await self._connect()
+            started = True
+        finally:
+            if not started:  # no process or folder left behind
+                await self.stop()
 
     @staticmethod
     def _spawn(folder: Path, user: int | None, group: int | None, args: list[str]
@@ -197,6 +203,12 @@ class Baresip:
             seen = [e.get("type") for e in self.events]
             raise AssertionError(f"baresip {self.name}: no {kind} within {timeout} s "
                                  f"(events {seen}); log: {self.log()}") from None
+
+    def uid(self) -> int:
+        """The user the baresip process runs as (from /proc)."""
+        assert self._proc is not None
+        status = Path(f"/proc/{self._proc.pid}/status").read_text()
+        return int(next(ln.split()[1] for ln in status.splitlines() if ln.startswith("Uid:")))
 
     async def registered(self) -> bool:
         """Whether the account's registration stands now (asked, not from events:

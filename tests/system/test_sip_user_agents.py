@@ -136,6 +136,7 @@ async def test_operator_softphone_registers_rings_and_answers(
                "answermode=auto;regint=60;audio_codecs=PCMA,PCMU")
     async with Baresip(account, name="operator") as phone:
         await phone.wait_registered()
+        assert phone.uid() != 0  # a softphone needs no privilege: never root
         interface = f"PJSIP/{OPERATOR}"
         await sim.action("QueueAdd", Queue="housing", Interface=interface,
                          StateInterface=interface, MemberName="Олена Пчілка")
