@@ -42,6 +42,25 @@ def free_port() -> int:
         return int(probe.getsockname()[1])
 
 
+def _free(port: int) -> bool:
+    for kind in (socket.SOCK_STREAM, socket.SOCK_DGRAM):
+        with socket.socket(socket.AF_INET, kind) as probe:
+            try:
+                probe.bind(("127.0.0.1", port))
+            except OSError:
+                return False
+    return True
+
+
+def free_sip_port() -> int:
+    """A port baresip can listen on: it takes UDP and TCP there and TLS on the next one."""
+    for _ in range(100):
+        port = free_port()
+        if port < 65535 and _free(port) and _free(port + 1):
+            return port
+    raise RuntimeError("no two free consecutive ports on 127.0.0.1")
+
+
 def netstring(payload: dict[str, Any]) -> bytes:
     data = json.dumps(payload).encode()
     return str(len(data)).encode() + b":" + data + b","
@@ -68,8 +87,8 @@ class Baresip:
 
     account: str
     name: str = "ua"
-    sip_port: int = field(default_factory=free_port)
-    ctrl_port: int = field(default_factory=free_port)
+    sip_port: int = field(default_factory=free_sip_port)
+    ctrl_port: int = 0  # 0: a free one, not next to sip_port
     sip_trace: bool = False  # every SIP message (SDP included) into its log
     events: list[dict[str, Any]] = field(default_factory=list)
     folder: Path | None = None
@@ -111,6 +130,8 @@ class Baresip:
     async def start(self) -> None:
         if not self.installed():
             raise RuntimeError("baresip is not installed (apt-get install baresip-core)")
+        while self.ctrl_port in (0, self.sip_port, self.sip_port + 1):
+            self.ctrl_port = free_port()
         self.folder = Path(tempfile.mkdtemp(prefix=f"hotline-baresip-{self.name}-"))
         (self.folder / "heard").mkdir()
         (self.folder / "config").write_text(self.config())
