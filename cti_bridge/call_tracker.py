@@ -440,6 +440,13 @@ class CallTracker:
         queue = msg.get("Queue") or ""
         call.record.queue = queue
         call.queue_status = None
+        last = self._open_attempt(call.record)
+        if (last is not None and last.queue == queue and last.outcome is None
+                and last.left_at is None):
+            # The resync already made this stay from QueueStatus: the join that
+            # reached us just after the reconnect is the same one, and exact.
+            last.entered_at, last.position = now, _int(msg.get("Position"))
+            return True
         call.record.attempts.append(
             QueueAttempt(queue=queue, entered_at=now, position=_int(msg.get("Position")))
         )

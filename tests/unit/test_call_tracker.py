@@ -514,3 +514,15 @@ def test_resync_never_takes_on_a_finished_call_again() -> None:
     t.handle(ev("Hangup", Cause="16"))
     assert t.resync(snapshot(channel_up())) == []
     assert t.active_calls == 0
+
+
+def test_a_join_queued_before_the_resync_does_not_double_the_stay() -> None:
+    """Events of the new session wait while the resync reads Asterisk: a join that
+    happened just before the snapshot arrives after it, and is the same stay."""
+    t = tracker()
+    t.handle(new_channel())
+    t.resync(snapshot(channel_up(), entries=(queue_entry(wait=0),)))
+    [joined] = t.handle(ev("QueueCallerJoin", Queue="housing", Position="2",
+                           Timestamp="1795880100"))
+    assert [(a.queue, a.position) for a in joined.attempts] == [("housing", 2)]
+    assert joined.attempts[0].entered_at == datetime.fromtimestamp(1795880100, UTC)
