@@ -28,6 +28,8 @@ from crm_sync.call_store import (
 )
 from crm_sync.campaigns import load_campaigns_config
 from crm_sync.db import DatabaseUnavailable, create_pool, describe_dsn
+from crm_sync.leadership.config import load_leadership_config
+from crm_sync.leadership.rollups import refresh_rollups
 from crm_sync.live_bus import RedisLiveBus
 from crm_sync.operator_states import PostgresOperatorStates, RetryingOperatorStates
 from crm_sync.outbox.providers import DkimKey
@@ -58,6 +60,7 @@ from hotline.web.app import build_web_app
 from hotline.web.campaigns import CAMPAIGNS_CONFIG
 from hotline.web.common import APPEALS
 from hotline.web.crm_webhook import CRM_WEBHOOK, CrmWebhook
+from hotline.web.dashboard import LEADERSHIP_CONFIG
 from hotline.web.delivery_reports import NOTIFICATIONS, Notifications
 from hotline.web.ops import MetricsAccess
 from hotline.web.options import WebOptions
@@ -357,6 +360,7 @@ async def _start_web(service: HotlineService) -> None:
     app[NOTIFICATIONS] = await _notifications(s)
     app[CRM_WEBHOOK] = CrmWebhook(s.crm.webhook_secret.encode())
     app[CAMPAIGNS_CONFIG] = await asyncio.to_thread(load_campaigns_config, s.config_path)
+    app[LEADERSHIP_CONFIG] = await asyncio.to_thread(load_leadership_config, s.config_path)
     service.web_runner = web.AppRunner(app, access_log=None)
     await service.web_runner.setup()
     service.on_stop("web", service.web_runner.cleanup)
@@ -364,6 +368,9 @@ async def _start_web(service: HotlineService) -> None:
     log.info("web_listening", url=service.web_url)
     closer = asyncio.create_task(_close_settled_appeals(appeals), name="appeals-close-settled")
     service.on_stop("appeals_close_settled", lambda: cancel_and_wait(closer))
+    rollups = asyncio.create_task(_refresh_leadership_rollups(service.backends.pool),
+                                  name="leadership-rollups")
+    service.on_stop("leadership_rollups", lambda: cancel_and_wait(rollups))
 
 
 #: How often the web role closes settled appeals whose reopening period is over.
@@ -383,6 +390,22 @@ async def _close_settled_appeals(
         else:
             if closed:
                 log.info("appeals_closed_settled", closed=closed)
+        await asyncio.sleep(every)
+
+
+#: How often the web role brings the dashboard's roll-ups up to date (a no-op
+#: within the same hour and day; the queries read what is newer live anyway).
+LEADERSHIP_ROLLUPS_EVERY_SECONDS = 600.0
+
+
+async def _refresh_leadership_rollups(
+    pool: asyncpg.Pool, every: float = LEADERSHIP_ROLLUPS_EVERY_SECONDS
+) -> None:
+    while True:
+        try:
+            await refresh_rollups(pool)
+        except (HotlineError, OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+            log.warning("leadership_rollups_failed", error=f"{type(exc).__name__}: {exc}")
         await asyncio.sleep(every)
 
 

@@ -15,6 +15,8 @@ What is checked:
   working calendar and routing, and the codes they name against the taxonomy;
 - ``notifications.toml``: citizens' notification texts, their placeholders, and
   that each SMS text fits its segment limit with sample values;
+- ``leadership.toml``: the dashboard's rating indicators (their counts) and the
+  housing rating's components (their categories against the taxonomy);
 - ``asterisk/etc``: the queues the generated ``queues.conf`` defines and the
   dialplan uses are the catalogue's, the production dialplan does not include
   the simulation, and every ``${HOTLINE_…}`` it reads is defined.
@@ -27,6 +29,7 @@ import re
 from pathlib import Path
 
 from crm_sync.appeals.config import check_appeals_config
+from crm_sync.leadership.config import check_leadership_config
 from crm_sync.notifications.templates import check_notifications_config
 from crm_sync.taxonomy import check_taxonomy
 from hotline.core.problems import Problem
@@ -105,6 +108,11 @@ def check_config(
         executors={e.code for e in taxonomy.executors} if taxonomy else None,
     ))
     found(check_notifications_config(config_dir))
+    found(check_leadership_config(
+        config_dir,
+        categories={c.code for c in taxonomy.categories} if taxonomy else None,
+        spheres={s.code for s in taxonomy.spheres} if taxonomy else None,
+    ))
     return problems
 
 

@@ -1,5 +1,5 @@
 """The ``hotline`` command: run, migrate, demo, asterisk up|down|status, user add|deactivate,
-apikey add|revoke|list, config, check-config.
+apikey add|revoke|list, demo-data load-seed, config, check-config.
 
 Expected failures (a bad setting, a database or Redis that is not there, an
 AMI that refuses the login, a sandbox that cannot start) end with one line
@@ -100,6 +100,10 @@ def build_parser() -> argparse.ArgumentParser:
     crm_cmd.add_argument("--report-only", action="store_true",
                          help="report the drift, push nothing again")
 
+    demo_data = sub.add_parser("demo-data", help="demo data for the leadership dashboard")
+    demo_data.add_argument("action", choices=("load-seed",),
+                           help="load-seed: the seed's 2017 tables and ratings (again: replaced)")
+
     sub.add_parser("config", help="print the effective settings (secrets hidden)")
     sub.add_parser(
         "check-config",
@@ -166,6 +170,8 @@ def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
         return asyncio.run(_outbox(args, settings))
     if args.command == "crm":
         return asyncio.run(_crm_reconcile(args, settings))
+    if args.command == "demo-data":
+        return asyncio.run(_demo_data_load_seed(settings))
     if args.command == "run":
         if "ami" in settings.service.roles:
             _fill_ami_secret(settings)
@@ -275,6 +281,23 @@ async def _migrate(settings: Settings) -> int:
     print(f"migrations applied: {', '.join(applied) if applied else 'none (up to date)'}")
     print("taxonomy: " + ", ".join(f"{k} {v}" for k, v in counts.items()))
     print("routing: " + ", ".join(f"{k} {v}" for k, v in routing.items()))
+    return 0
+
+
+async def _demo_data_load_seed(settings: Settings) -> int:
+    from crm_sync.leadership.config import load_leadership_config
+    from crm_sync.leadership.demo import load_seed
+    from crm_sync.migrate import migrate
+    from hotline.app import open_database
+
+    config = load_leadership_config(settings.config_path)
+    database = await open_database(settings, keep_embedded=True)
+    try:
+        await migrate(database.pool)
+        counts = await load_seed(database.pool, settings.config_path, config)
+    finally:
+        await database.close()
+    print("seed 2017 loaded: " + ", ".join(f"{k} {v}" for k, v in counts.items()))
     return 0
 
 

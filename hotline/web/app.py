@@ -16,6 +16,7 @@ from hotline.web import (
     auth,
     campaigns,
     crm_webhook,
+    dashboard,
     delivery_reports,
     executor,
     guard,
@@ -44,7 +45,7 @@ from hotline.web.sessions import SessionStore
 
 #: The web modules; a new page or API is one module with its ``ROUTES``.
 MODULES = (auth, ops, wallboard, open311, openapi, executor, routing_admin, delivery_reports,
-           crm_webhook, campaigns, outbox_admin, informing)
+           crm_webhook, campaigns, outbox_admin, informing, dashboard)
 STATIC_PREFIX = "/static/"
 
 

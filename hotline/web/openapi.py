@@ -9,7 +9,7 @@ from typing import Any
 
 from aiohttp import web
 
-from hotline.web import campaigns, executor, informing, outbox_admin, routing_admin
+from hotline.web import campaigns, dashboard, executor, informing, outbox_admin, routing_admin
 from hotline.web.common import Route, json_response
 
 OPENAPI_PATH = "/openapi.json"
@@ -277,6 +277,7 @@ def document() -> dict[str, Any]:
             **_crm_paths(),
             **campaigns.OPENAPI_PATHS,
             **informing.OPENAPI_PATHS,
+            **dashboard.OPENAPI_PATHS,
         },
     }
 
