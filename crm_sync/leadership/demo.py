@@ -28,7 +28,7 @@ import asyncpg
 
 from crm_sync.leadership.config import LeadershipConfig
 from crm_sync.leadership.ratings import read_seed_rating
-from crm_sync.leadership.rollups import refresh_rollups
+from crm_sync.leadership.rollups import BULK_TIMEOUT, refresh_rollups
 from crm_sync.taxonomy import ISSUES, ISSUES_FILE, Taxonomy, load_taxonomy, seed_taxonomy
 
 HOUSING_SEED_FILE = "seed/housing_offices_2017.csv"
@@ -169,7 +169,8 @@ async def load_seed(
             raise ValueError(f"sphere {sphere}: its top issues exceed its share")
         plan.append((categories[other_category(sphere)][0], None, None, left))
     async with pool.acquire() as conn, conn.transaction():
-        await conn.execute("DELETE FROM appeals WHERE intake_key LIKE $1", SEED_INTAKE + ":%")
+        await conn.execute("DELETE FROM appeals WHERE intake_key LIKE $1", SEED_INTAKE + ":%",
+                           timeout=BULK_TIMEOUT)
         await conn.execute(
             """
             INSERT INTO appeals (number, channel, category_id, district_id, executor_id, status,
@@ -188,7 +189,7 @@ async def load_seed(
                                    + ((k * 31) % 720) * interval '1 minute' AS t) AS ts
             """,
             SEED_INTAKE, [p[0] for p in plan], [p[1] for p in plan],
-            [p[2] for p in plan], [p[3] for p in plan])
+            [p[2] for p in plan], [p[3] for p in plan], timeout=BULK_TIMEOUT)
         await conn.execute("DELETE FROM leadership_figures WHERE year = $1", SEED_YEAR)
         await conn.execute("DELETE FROM leadership_published WHERE year = $1", SEED_YEAR)
         admins_by_uk = {r["admin_uk"]: r["id"] for r in await conn.fetch(

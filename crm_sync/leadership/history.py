@@ -31,7 +31,7 @@ from crm_sync.leadership.demo import (
     other_category,
 )
 from crm_sync.leadership.periods import city_midnight, city_today, month_start, next_month
-from crm_sync.leadership.rollups import refresh_rollups
+from crm_sync.leadership.rollups import BULK_TIMEOUT, refresh_rollups
 from crm_sync.taxonomy import ISSUES, ISSUES_FILE
 from hotline.core.logs import get_logger
 
@@ -204,7 +204,8 @@ async def generate_appeals(
             begin = city_midnight(start)
             if count and end > begin:
                 await conn.execute(_INSERT, begin, end, plan.cumulative, count, plan.category,
-                                   plan.district, plan.executor, plan.sla_days, *channel_cuts)
+                                   plan.district, plan.executor, plan.sla_days, *channel_cuts,
+                                   timeout=BULK_TIMEOUT)
             done += count
             progress(done, total)
             log.debug("leadership_history_month", month=str(start), appeals=count)

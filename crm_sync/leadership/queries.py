@@ -189,11 +189,13 @@ async def issue_matrix(pool: asyncpg.Pool, period: Period, marks: Watermarks,
     districts = await pool.fetch("SELECT id, code, name_en FROM districts ORDER BY name_uk")
     if district is not None:
         districts = [d for d in districts if d["id"] == district]
+    # a sphere's catch-all ("<sphere>_other", crm_sync.leadership.demo) is not an issue
     names = {r["id"]: (r["name_en"], r["name_uk"]) for r in await pool.fetch(
-        "SELECT id, name_en, name_uk FROM categories")}
+        "SELECT id, name_en, name_uk FROM categories WHERE code NOT LIKE '%\\_other'")}
     cells: dict[int, dict[int, int]] = {}
     for r in rows:
-        cells.setdefault(r["key"], {})[r["district_id"]] = int(r["n"])
+        if r["key"] in names:
+            cells.setdefault(r["key"], {})[r["district_id"]] = int(r["n"])
     top = sorted(cells, key=lambda c: (-sum(cells[c].values()), names[c][0]))[:10]
     table = Table("issues_by_district", "Top 10 issues by district",
                   ["issue", *[d["name_en"] for d in districts], "total"])

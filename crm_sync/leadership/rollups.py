@@ -25,6 +25,9 @@ LOCK_KEY = 1551_0017
 CALLS_MARGIN = timedelta(hours=2)
 APPEALS_MARGIN = timedelta(days=2)
 EXECUTOR_MARGIN = timedelta(days=92)
+#: Seconds a roll-up statement may take (the first over ten years takes minutes),
+#: whatever the pool's command timeout.
+BULK_TIMEOUT = 3600.0
 OPEN_STATUSES = ("registered", "routed", "accepted", "in_progress", "needs_clarification",
                  "reopened")
 
@@ -74,7 +77,7 @@ async def _refresh_calls(conn: asyncpg.Connection, now: datetime) -> None:
                    count(*) FILTER (WHERE outcome = 'abandoned')
               FROM calls WHERE started_at >= $1 AND started_at < $2
              GROUP BY 1
-            """, low, target)
+            """, low, target, timeout=BULK_TIMEOUT)
     await _set_watermark(conn, "calls", target)
     log.info("leadership_calls_rolled_up", since=str(low), upto=target.isoformat())
 
@@ -108,7 +111,7 @@ async def _refresh_appeals(conn: asyncpg.Connection, now: datetime) -> None:
                coalesce(district_id, 0), count(*)
           FROM appeals WHERE created_at >= $1 AND created_at < $2
          GROUP BY 2, 3, 4
-        """, low, target)
+        """, low, target, timeout=BULK_TIMEOUT)
     await conn.execute(
         """
         INSERT INTO leadership_appeals_issue (grain, day, category_id, district_id, n)
@@ -116,7 +119,7 @@ async def _refresh_appeals(conn: asyncpg.Connection, now: datetime) -> None:
                coalesce(district_id, 0), count(*)
           FROM appeals WHERE created_at >= $1 AND created_at < $2
          GROUP BY 2, 3, 4
-        """, low, target)
+        """, low, target, timeout=BULK_TIMEOUT)
     for table, key in (("leadership_appeals_channel", "channel"),
                        ("leadership_appeals_issue", "category_id")):
         await conn.execute(f"DELETE FROM {table} WHERE grain = 'month' AND day >= $1", month_low)
@@ -126,7 +129,7 @@ async def _refresh_appeals(conn: asyncpg.Connection, now: datetime) -> None:
             SELECT 'month', date_trunc('month', day)::date, {key}, district_id, sum(n)
               FROM {table} WHERE grain = 'day' AND day >= $1
              GROUP BY 2, 3, 4
-            """, month_low)
+            """, month_low, timeout=BULK_TIMEOUT)
     await conn.execute("DELETE FROM leadership_executor_monthly WHERE month >= $1", exec_month)
     await conn.execute(
         f"""
@@ -137,7 +140,7 @@ async def _refresh_appeals(conn: asyncpg.Connection, now: datetime) -> None:
           FROM appeals
          WHERE created_at >= $1 AND created_at < $2 AND executor_id IS NOT NULL
          GROUP BY 1, 2, 3
-        """, city_midnight(exec_month), target)
+        """, city_midnight(exec_month), target, timeout=BULK_TIMEOUT)
     await _set_watermark(conn, "appeals", target)
     log.info("leadership_appeals_rolled_up", since=str(low_day), upto=str(today))
 
