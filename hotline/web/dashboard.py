@@ -163,12 +163,18 @@ def _number(value: Any) -> float:
     return 0.0
 
 
+#: Tables whose tile spans the page (their charts get twice the width).
+WIDE = ("calls_by_month", "issues_by_district", "district_rating", "housing_rating")
+
+
 def _chart(table: Table) -> str:
     rows = table.rows
+    if not rows:
+        return ""
     if table.name == "calls_by_month":
         return charts.bar_chart(table.name, table.title, [str(r[0]) for r in rows],
                                 [_number(r[1]) for r in rows],
-                                label_every=max(1, len(rows) // 12))
+                                label_every=max(1, len(rows) // 12), width=2 * charts.WIDTH)
     if table.name == "calls_by_day":
         return charts.line_chart(table.name, table.title, [str(r[0]) for r in rows],
                                  [_number(r[1]) for r in rows],
@@ -189,7 +195,8 @@ def _chart(table: Table) -> str:
     if table.name == "district_rating":
         rating = table.columns.index("rating_percent")
         return charts.hbar_chart(table.name, table.title, [str(r[1]) for r in rows],
-                                 [_number(r[rating]) for r in rows], suffix=" %")
+                                 [_number(r[rating]) for r in rows], suffix=" %",
+                                 width=2 * charts.WIDTH)
     return ""
 
 
@@ -219,8 +226,7 @@ def _html_table(table: Table) -> str:
 def _section(table: Table, query: Query) -> str:
     csv_url = f"/dashboard/csv/{table.name}.csv?{urlencode(query.params())}"
     chart = _chart(table)
-    wide = " wide" if table.name in ("issues_by_district", "housing_rating",
-                                     "district_rating", "calls_by_month") else ""
+    wide = " wide" if table.name in WIDE else ""
     note = f'<p class="note">{escape(table.note)}</p>' if table.note else ""
     if chart:
         table_html = f"<details><summary>Table</summary>{_html_table(table)}</details>"

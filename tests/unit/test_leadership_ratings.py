@@ -5,8 +5,10 @@ periods (a bad one is a 400), and the SVG charts."""
 from __future__ import annotations
 
 import re
+import shutil
 from datetime import date
 from decimal import Decimal
+from pathlib import Path
 
 import pytest
 
@@ -22,6 +24,7 @@ from crm_sync.leadership.ratings import (
     ratio_percent,
     read_seed_rating,
 )
+from hotline.checks import check_config
 from hotline.core.errors import InvalidInput
 from hotline.web import charts
 from tests.support.paths import CONFIG_DIR
@@ -228,3 +231,19 @@ def test_charts_have_one_mark_per_value_and_no_inline_style() -> None:
     for text in (svg, line, hbar):
         assert "style=" not in text and "<script" not in text
         assert re.search(r'viewBox="0 0 \d+ \d+"', text)
+
+
+def test_check_config_names_leadership_problems(tmp_path: Path) -> None:
+    config = tmp_path / "config"
+    shutil.copytree(CONFIG_DIR, config)
+    path = config / "leadership.toml"
+    text = path.read_text("utf-8")
+    text = text.replace('numerator = "reopened"', 'numerator = "reopend"', 1)
+    text = text.replace('categories = ["territory_cleaning"]', 'categories = ["yard"]', 1)
+    path.write_text(text, "utf-8")
+    lines = [p.line() for p in check_config(config, asterisk_etc=None)]
+    assert lines == [
+        f"{path}: district_rating.indicators[1].numerator: unknown measure 'reopend' "
+        "(known: received, due, overdue, settled, reopened, rejected)",
+        f"{path}: housing_rating.components[1].categories: unknown category 'yard'",
+    ]
