@@ -75,7 +75,8 @@ async def synthetic_call_rollup(pool: asyncpg.Pool, years: int) -> None:
                                AS o) AS x
         """, years)
     await pool.execute(
-        """INSERT INTO leadership_watermarks (name, upto) VALUES ('calls', date_trunc('hour', now()))
+        """INSERT INTO leadership_watermarks (name, upto)
+           VALUES ('calls', date_trunc('hour', now()))
            ON CONFLICT (name) DO UPDATE SET upto = EXCLUDED.upto""")
     total = await pool.fetchval("SELECT sum(offered) FROM leadership_calls_hourly")
     print(f"synthetic hourly call roll-up: {total:,} calls", flush=True)
