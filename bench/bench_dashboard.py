@@ -26,6 +26,7 @@ import time
 import uuid
 from collections.abc import Awaitable, Callable
 from datetime import UTC, date, datetime, timedelta
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -95,21 +96,21 @@ async def tiles(pool: asyncpg.Pool, runs: int) -> None:
     for name, period in periods.items():
         print(f"{name}: {period.first} .. {period.last}")
         await timed("call dynamics (month, day, hour)", runs,
-                    lambda p=period: queries.call_dynamics(pool, p, marks))
+                    partial(queries.call_dynamics, pool, period, marks))
         await timed("appeals by channel", runs,
-                    lambda p=period: queries.appeals_by_channel(pool, p, marks, None))
+                    partial(queries.appeals_by_channel, pool, period, marks, None))
         await timed("top-10 spheres", runs,
-                    lambda p=period: queries.top_spheres(pool, p, marks, None))
+                    partial(queries.top_spheres, pool, period, marks, None))
         await timed("top-10 issues × district", runs,
-                    lambda p=period: queries.issue_matrix(pool, p, marks, None))
+                    partial(queries.issue_matrix, pool, period, marks, None))
         await timed("overdue by executor", runs,
-                    lambda p=period: queries.overdue_by_executor(pool, p, None))
+                    partial(queries.overdue_by_executor, pool, period, None))
     for year in (today.year - 1, today.year):
         print(f"ratings {year}")
         await timed("district administrations' rating", runs,
-                    lambda y=year: queries.district_ratings(pool, config, y, marks))
+                    partial(queries.district_ratings, pool, config, year))
         await timed("housing offices' rating", runs,
-                    lambda y=year: queries.housing_ratings(pool, config, y, marks))
+                    partial(queries.housing_ratings, pool, config, year))
     # what the first refresh of a new day costs (the periodic task pays it)
     await pool.execute("UPDATE leadership_watermarks SET upto = upto - interval '1 day'")
     t0 = time.perf_counter()

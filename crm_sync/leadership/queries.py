@@ -32,7 +32,6 @@ from hotline.core.errors import InvalidInput
 Cell = str | int | float | Decimal | None
 #: The day chart shows at most the last this many days of the period.
 DAY_CHART_DAYS = 62
-ON_CLOCK = ("registered", "routed", "accepted", "in_progress", "reopened")
 _EPOCH = date(1970, 1, 1)
 
 
@@ -211,16 +210,18 @@ async def issue_matrix(pool: asyncpg.Pool, period: Period, marks: Watermarks,
 
 async def overdue_by_executor(pool: asyncpg.Pool, period: Period, district: int | None,
                               now: datetime | None = None) -> Table:
-    """Appeals of the period on an executor's clock now and past their due time."""
+    """Appeals of the period on an executor's clock now and past their due time (the
+    statuses spelled as migration 0004's partial index on due_at has them, so that
+    the few open appeals are found through it)."""
     rows = await pool.fetch(
         """SELECT coalesce(e.name_uk, e.name, '(nobody)') AS executor, e.kind,
                   count(*) AS overdue, min(a.due_at) AS oldest_due
              FROM appeals a LEFT JOIN executors e ON e.id = a.executor_id
-            WHERE a.status = ANY($1::text[]) AND a.due_at < $2
-              AND a.created_at >= $3 AND a.created_at < $4
-              AND ($5::int IS NULL OR a.district_id = $5)
+            WHERE a.status IN ('registered', 'routed', 'accepted', 'in_progress', 'reopened')
+              AND a.due_at < $1 AND a.created_at >= $2 AND a.created_at < $3
+              AND ($4::int IS NULL OR a.district_id = $4)
             GROUP BY 1, 2 ORDER BY 3 DESC, 1 LIMIT 50""",
-        list(ON_CLOCK), now or datetime.now(UTC), period.start_ts(), period.end_ts(), district)
+        now or datetime.now(UTC), period.start_ts(), period.end_ts(), district)
     return Table("overdue_by_executor", "Overdue appeals by executor (now)",
                  ["executor", "kind", "overdue", "oldest_due"],
                  [[r["executor"], r["kind"], int(r["overdue"]),
@@ -229,13 +230,22 @@ async def overdue_by_executor(pool: asyncpg.Pool, period: Period, district: int 
 
 # Ratings --------------------------------------------------------------------
 
-async def _executor_counts(pool: asyncpg.Pool, year: int, marks: Watermarks, kind: str
-                           ) -> list[asyncpg.Record]:
-    """Per executor of ``kind`` and category: the measures over the year's appeals."""
+async def _executor_counts(pool: asyncpg.Pool, year: int, kind: str) -> list[asyncpg.Record]:
+    """Per executor of ``kind`` and category: the measures over the year's appeals.
+    The month roll-up's current month grows with each refresh, so the watermark is
+    read in the same snapshot as the rows."""
+    async with pool.acquire() as conn, conn.transaction(isolation="repeatable_read",
+                                                        readonly=True):
+        marks = await watermarks(conn)
+        return await _executor_rows(conn, year, marks, kind)
+
+
+async def _executor_rows(conn: asyncpg.Connection, year: int, marks: Watermarks, kind: str
+                         ) -> list[asyncpg.Record]:
     first, end = date(year, 1, 1), date(year + 1, 1, 1)
     live_from = city_midnight(max(first, marks.appeals) if marks.appeals else first)
     sums = ", ".join(f"sum({m})::bigint AS {m}" for m in MEASURES)
-    return list(await pool.fetch(
+    return list(await conn.fetch(
         f"""
         WITH x AS (
             SELECT executor_id, category_id, {", ".join(MEASURES)}
@@ -266,14 +276,13 @@ async def _imported(pool: asyncpg.Pool, year: int
     return figures, published
 
 
-async def district_ratings(pool: asyncpg.Pool, config: LeadershipConfig, year: int,
-                           marks: Watermarks | None = None) -> list[DistrictRating]:
+async def district_ratings(pool: asyncpg.Pool, config: LeadershipConfig, year: int
+                           ) -> list[DistrictRating]:
     """The district administrations, best first: from imported figures for a year
     that has them (the seed's 2017), else from the year's appeals."""
-    marks = marks or await watermarks(pool)
     figures, published = await _imported(pool, year)
     counted: dict[int, tuple[str, dict[str, int]]] = {}
-    for r in await _executor_counts(pool, year, marks, "district_admin"):
+    for r in await _executor_counts(pool, year, "district_admin"):
         counts = counted.setdefault(r["id"], (r["name"], dict.fromkeys(MEASURES, 0)))[1]
         for m in MEASURES:
             counts[m] += int(r[m] or 0)
@@ -307,15 +316,14 @@ def district_table(config: LeadershipConfig, ratings: Sequence[DistrictRating], 
     return table
 
 
-async def housing_ratings(pool: asyncpg.Pool, config: LeadershipConfig, year: int,
-                          marks: Watermarks | None = None) -> list[HousingRow]:
-    marks = marks or await watermarks(pool)
+async def housing_ratings(pool: asyncpg.Pool, config: LeadershipConfig, year: int
+                          ) -> list[HousingRow]:
     figures, _ = await _imported(pool, year)
     component_of = {cat: comp.code for comp in config.components for cat in comp.categories}
     category_code = {r["id"]: r["code"] for r in await pool.fetch(
         "SELECT id, code FROM categories")}
     offices: dict[int, tuple[str, dict[str, int]]] = {}
-    for r in await _executor_counts(pool, year, marks, "housing_office"):
+    for r in await _executor_counts(pool, year, "housing_office"):
         counts = offices.setdefault(r["id"], (r["name"], {}))[1]
         component = component_of.get(category_code.get(r["category_id"], ""))
         if component:

@@ -107,13 +107,13 @@ async def _overdue(pool: asyncpg.Pool, _: LeadershipConfig, q: Query, m: Waterma
 
 async def _districts(pool: asyncpg.Pool, c: LeadershipConfig, q: Query, m: Watermarks
                      ) -> list[Table]:
-    ratings = await queries.district_ratings(pool, c, q.year, m)
+    ratings = await queries.district_ratings(pool, c, q.year)
     return [queries.district_table(c, ratings, q.year)]
 
 
 async def _housing(pool: asyncpg.Pool, c: LeadershipConfig, q: Query, m: Watermarks
                    ) -> list[Table]:
-    rows = await queries.housing_ratings(pool, c, q.year, m)
+    rows = await queries.housing_ratings(pool, c, q.year)
     return [await queries.housing_table(pool, c, rows, q.year)]
 
 

@@ -177,9 +177,9 @@ async def test_generated_history_is_rolled_up_and_counted(make_database: MakeDat
         period = Period(today.replace(year=today.year - 1, day=1), today)
         channels = await queries.appeals_by_channel(pool, period, marks, None)
         assert sum(num(r[1]) for r in channels.rows) == 3_000  # roll-ups + live = every appeal
-        ratings = await queries.district_ratings(pool, CONFIG, today.year, marks)
+        ratings = await queries.district_ratings(pool, CONFIG, today.year)
         assert all(r.rating is not None for r in ratings)  # K1, K2 from the appeals
-        housing = await queries.housing_ratings(pool, CONFIG, today.year, marks)
+        housing = await queries.housing_ratings(pool, CONFIG, today.year)
         assert len(housing) == 100 and sum(r.total for r in housing) > 0
         open_overdue = await pool.fetchval(
             "SELECT count(*) FROM appeals WHERE status IN ('routed', 'accepted', 'in_progress') "
