@@ -33,6 +33,7 @@ from crm_sync.migrate import migrate
 from crm_sync.people import upsert_operator
 from hotline.core.records import CallOutcome
 from hotline.web.app import build_web_app
+from tests.support.cli import run_hotline
 from tests.support.databases import MakeDatabase
 from tests.support.paths import CONFIG_DIR
 from tests.support.web import PASSWORD, SESSION_KEY, User, add_user, make_call, sign_in_form
@@ -272,3 +273,19 @@ async def test_bad_parameters_are_a_clear_400(client: Client, pool: asyncpg.Pool
         download = await client.get("/dashboard/csv/top_spheres.csv", params=params)
         assert download.status == 400
     assert (await client.get("/dashboard/csv/no_such_table.csv")).status == 404
+
+
+async def test_the_demo_data_command(make_database: MakeDatabase) -> None:
+    url = await make_database("demo_data_cli")
+    code, out, err = await run_hotline(
+        "demo-data", "load-seed",
+        env={"DATABASE_URL": url, "REDIS_URL": "redis://127.0.0.1:1/0"}, timeout=900)
+    assert code == 0, err
+    assert "seed 2017 loaded: appeals 250000" in out
+    conn = await asyncpg.connect(url)
+    try:
+        assert await conn.fetchval(
+            "SELECT count(*) FROM leadership_published WHERE key = 'rating'") == 10
+        assert await conn.fetchval("SELECT count(*) FROM appeals") == 250_000
+    finally:
+        await conn.close()
