@@ -307,14 +307,30 @@ _PARAMS = [
     {"name": "year", "in": "query", "schema": {"type": "integer"}},
 ]
 
+_SESSION = [{"session": []}]
+_ERRORS = {"400": {"description": "a bad parameter (dates reversed, an unknown district, a "
+                                  "period over the maximum)"},
+           "401": {"description": "not signed in (API) / redirect to /login (pages)"},
+           "403": {"description": "not allowed for this role"}}
+
 #: This module's part of the OpenAPI document (:mod:`hotline.web.openapi`).
 OPENAPI_PATHS: dict[str, Any] = {
+    "/dashboard": {"get": {
+        "summary": "the leadership dashboard (SVG charts, tables)", "security": _SESSION,
+        "parameters": _PARAMS,
+        "responses": {"200": {"description": "page", "content": {"text/html": {}}}, **_ERRORS}}},
+    "/dashboard/csv/{name}.csv": {"get": {
+        "summary": "one of the dashboard's tables as CSV", "security": _SESSION,
+        "parameters": [{"name": "name", "in": "path", "required": True,
+                        "schema": {"type": "string", "enum": list(TABLE_NAMES)}}, *_PARAMS],
+        "responses": {"200": {"description": "CSV, a header row first",
+                              "content": {"text/csv": {}}},
+                      "404": {"description": "no such table"}, **_ERRORS}}},
     "/api/dashboard": {"get": {
         "summary": "the leadership dashboard's tables (calls, appeals, ratings) for a period",
-        "parameters": _PARAMS,
-        "responses": {"200": {"description": "the tables"},
-                      "400": {"description": "a bad parameter (dates, district, too long)"}},
-    }},
+        "security": _SESSION, "parameters": _PARAMS,
+        "responses": {"200": {"description": "the tables", "content": {"application/json": {}}},
+                      **_ERRORS}}},
 }
 
 ROUTES = [

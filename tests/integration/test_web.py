@@ -83,6 +83,9 @@ PROTECTED: list[tuple[str, str, str]] = [
     ("POST", "/api/campaigns/{campaign_id}/cancel", "api"),
     ("POST", "/api/subscriptions", "api"),
     ("GET", "/admin/informing", "page"),
+    ("GET", "/dashboard", "page"),
+    ("GET", "/dashboard/csv/{name}.csv", "page"),
+    ("GET", "/api/dashboard", "api"),
 ]
 WATCHER_ONLY = ["/wallboard", "/api/calls/recent", "/api/stats/today", "/api/queues", "/ws/live"]
 
