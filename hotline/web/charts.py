@@ -9,8 +9,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from html import escape
 
-#: Width of a chart's viewBox in a half tile; a tile the width of the page gets
-#: twice as many units, so its type is the same size.
+#: Width of a chart's viewBox: its type stays readable from a phone (390 px) to a
+#: tile of a wall screen.
 WIDTH = 480
 ROW = 26  # height of one horizontal bar's row
 

@@ -163,7 +163,7 @@ def _number(value: Any) -> float:
     return 0.0
 
 
-#: Tables whose tile spans the page (their charts get twice the width).
+#: Tables whose tile spans the page (for the table: its chart keeps a readable size).
 WIDE = ("calls_by_month", "issues_by_district", "district_rating", "housing_rating")
 
 
@@ -174,7 +174,7 @@ def _chart(table: Table) -> str:
     if table.name == "calls_by_month":
         return charts.bar_chart(table.name, table.title, [str(r[0]) for r in rows],
                                 [_number(r[1]) for r in rows],
-                                label_every=max(1, len(rows) // 12), width=2 * charts.WIDTH)
+                                label_every=max(1, -(-len(rows) // 6)))
     if table.name == "calls_by_day":
         return charts.line_chart(table.name, table.title, [str(r[0]) for r in rows],
                                  [_number(r[1]) for r in rows],
@@ -195,8 +195,7 @@ def _chart(table: Table) -> str:
     if table.name == "district_rating":
         rating = table.columns.index("rating_percent")
         return charts.hbar_chart(table.name, table.title, [str(r[1]) for r in rows],
-                                 [_number(r[rating]) for r in rows], suffix=" %",
-                                 width=2 * charts.WIDTH)
+                                 [_number(r[rating]) for r in rows], suffix=" %")
     return ""
 
 
