@@ -35,7 +35,7 @@ from crm_sync.leadership.rollups import BULK_TIMEOUT, refresh_rollups
 from crm_sync.taxonomy import ISSUES, ISSUES_FILE
 from hotline.core.logs import get_logger
 
-#: Appeals a year at the end of the ten (Kyiv's 1551: about a million in 2017).
+#: Appeals a year on average (Kyiv's 1551: about a million in 2017).
 PER_YEAR = 1_000_000
 OFFICES_PER_DISTRICT = 10
 #: Share of all appeals for the housing rating's categories the seed's top ten lack.
@@ -178,9 +178,10 @@ async def generate_appeals(
     pool: asyncpg.Pool, *, years: int, progress: Callable[[int, int], None],
     per_year: int = PER_YEAR, config_dir: Path = CHECKOUT_CONFIG_DIR, now: datetime | None = None,
 ) -> int:
-    """``years`` years of appeals up to now (``per_year`` at the end of them), then
-    the dashboard's roll-ups; ``progress(done, total)`` after each month. Returns
-    how many appeals were written."""
+    """``years`` years of appeals up to now, ``years × per_year`` in all (fewer in the
+    first years, more in the last), then the dashboard's roll-ups;
+    ``progress(done, total)`` before the first month and after each. Returns how
+    many appeals were written."""
     if not 1 <= years <= 20:
         raise ValueError("years must be from 1 to 20")
     now = now or datetime.now(UTC)
