@@ -306,7 +306,7 @@ _PARAMS = [
     {"name": "year", "in": "query", "schema": {"type": "integer"}},
 ]
 
-_SESSION = [{"session": []}]
+_SESSION: list[dict[str, list[str]]] = [{"session": []}]
 _ERRORS = {"400": {"description": "a bad parameter (dates reversed, an unknown district, a "
                                   "period over the maximum)"},
            "401": {"description": "not signed in (API) / redirect to /login (pages)"},
