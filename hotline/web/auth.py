@@ -31,7 +31,7 @@ from crm_sync.people import (
 )
 from hotline.core.errors import Forbidden, HotlineError, NotSignedIn, UnavailableError
 from hotline.core.logs import get_logger
-from hotline.core.people import EVERYONE, EXECUTOR, WATCHERS, Principal
+from hotline.core.people import EVERYONE, EXECUTOR, LEADERSHIP, WATCHERS, Principal
 from hotline.web.common import (
     PASSWORDS,
     POOL,
@@ -251,6 +251,8 @@ async def logout(request: web.Request) -> web.Response:
 
 async def home(request: web.Request) -> web.Response:
     who = principal(request)
+    if who.role == LEADERSHIP:
+        raise web.HTTPFound("/dashboard")
     if who.role in WATCHERS:
         raise web.HTTPFound("/wallboard")
     if who.role == EXECUTOR:

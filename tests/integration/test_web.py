@@ -597,3 +597,15 @@ async def test_ws_live_is_one_subscriber_per_process_whatever_the_sockets(
         while hub.count:  # noqa: ASYNC110
             await asyncio.sleep(0.05)
     assert await subscribers() == with_one
+
+
+@pytest.mark.parametrize(("role", "home"), [("leadership", "/dashboard"),
+                                            ("supervisor", "/wallboard"),
+                                            ("admin", "/wallboard"),
+                                            ("executor", "/executor")])
+async def test_each_role_lands_on_its_own_page(
+    client: Client, pg_pool: asyncpg.Pool, role: str, home: str
+) -> None:
+    await sign_in(client, await add_user(pg_pool, role))
+    response = await client.get("/", allow_redirects=False)
+    assert (response.status, response.headers["Location"]) == (302, home)
