@@ -85,9 +85,9 @@ def speak_number(n: int, lang: str = "uk", gender: Gender = "m") -> list[str]:
     millions, rest = divmod(n, 1_000_000)
     thousands, units = divmod(rest, 1000)
     if millions:
-        words += _uk_below_1000(millions, "m") + [f"{NUM}million_{plural_form(millions)}"]
+        words += [*_uk_below_1000(millions, "m"), f"{NUM}million_{plural_form(millions)}"]
     if thousands:
-        words += _uk_below_1000(thousands, "f") + [f"{NUM}thousand_{plural_form(thousands)}"]
+        words += [*_uk_below_1000(thousands, "f"), f"{NUM}thousand_{plural_form(thousands)}"]
     if units:
         words += _uk_below_1000(units, gender)
     return words
@@ -97,7 +97,7 @@ def _uk_below_1000(n: int, gender: Gender) -> list[str]:
     hundreds, rest = divmod(n, 100)
     words = [f"{NUM}{hundreds * 100}"] if hundreds else []
     if 10 <= rest <= 19:
-        return words + [f"{NUM}{rest}"]
+        return [*words, f"{NUM}{rest}"]
     tens, unit = divmod(rest, 10)
     if tens:
         words.append(f"{NUM}{tens * 10}")
@@ -119,9 +119,9 @@ def _en_number(n: int) -> list[str]:
     millions, rest = divmod(n, 1_000_000)
     thousands, units = divmod(rest, 1000)
     if millions:
-        words += _en_below_1000(millions) + [f"{NUM}million_one"]
+        words += [*_en_below_1000(millions), f"{NUM}million_one"]
     if thousands:
-        words += _en_below_1000(thousands) + [f"{NUM}thousand_one"]
+        words += [*_en_below_1000(thousands), f"{NUM}thousand_one"]
     if units:
         words += _en_below_1000(units)
     return words
@@ -132,7 +132,7 @@ def _en_below_1000(n: int) -> list[str]:
     # English prompts: hotline/num/100 is "one hundred", hotline/num/hundred "hundred".
     words = [f"{NUM}{hundreds}", f"{NUM}hundred"] if hundreds else []
     if 1 <= rest <= 19:
-        return words + [f"{NUM}{rest}"]
+        return [*words, f"{NUM}{rest}"]
     tens, unit = divmod(rest, 10)
     if tens:
         words.append(f"{NUM}{tens * 10}")
@@ -159,7 +159,7 @@ def speak_date(d: date, lang: str = "uk", *, year: bool = False) -> list[str]:
         raise SpeechError(f"no speech for language {lang!r} (expected {', '.join(LANGUAGES)})")
     month = f"{MONTH}{d.month}"
     day = speak_ordinal(d.day, lang)
-    words = day + [month] if lang == "uk" else [month] + day
+    words = [*day, month] if lang == "uk" else [month, *day]
     if year:
         words += _year(d.year, lang)
     return words
