@@ -9,8 +9,8 @@ What is checked:
 - ``ivr.toml``: the menu, its default queue against the catalogue;
 - ``prompts.toml``: the words, and that every prompt of ours the IVR plays has
   words in every language (uk, en), the numbers, dates and statuses the status
-  flow composes (ivr/speech.py) included (else it never gets a sound file); Asterisk's own sounds the menu
-  plays must exist in the sandbox's sounds folder when there is one;
+  flow composes (ivr/speech.py) included (else it never gets a sound file);
+  Asterisk's own sounds the menu plays must exist in the sandbox's sounds folder when there is one;
 - ``seed/*.csv``: the taxonomy, and that each sphere the catalogue names exists;
 - ``appeals.toml``, ``holidays.toml``, ``routing.toml``: the appeals' lifecycle,
   working calendar and routing, and the codes they name against the taxonomy;

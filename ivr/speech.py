@@ -37,6 +37,9 @@ NUM = "hotline/num/"
 ORD = "hotline/ord/"
 MONTH = "hotline/month/"
 STATUS = "hotline/status/"
+#: Spoken from the taxonomy's names (hotline/devtools/prompts.py makes them).
+CATEGORY = "hotline/category/"
+EXECUTOR = "hotline/executor/"
 #: The sentences of the status flow, composed with numbers, dates and names:
 #: "У вас | два | відкриті звернення. | Останнє — щодо | <category> | у роботі. |
 #: Виконавець — | <executor>. | Термін — до | п'ятого | грудня."

@@ -33,8 +33,8 @@ from ivr.menu import (
     load_ivr_config,
 )
 
-CATEGORY_PROMPT = "hotline/category/"
-EXECUTOR_PROMPT = "hotline/executor/"
+CATEGORY_PROMPT = speech.CATEGORY
+EXECUTOR_PROMPT = speech.EXECUTOR
 
 #: The words of each prompt and the voice that speaks them.
 PromptSet = PromptTexts
