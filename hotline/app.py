@@ -28,6 +28,7 @@ from crm_sync.call_store import (
 )
 from crm_sync.campaigns import load_campaigns_config
 from crm_sync.db import DatabaseUnavailable, create_pool, describe_dsn
+from crm_sync.ivr_store import PhoneAppealLookup, PostgresCallerLanguages, PostgresSurveySink
 from crm_sync.live_bus import RedisLiveBus
 from crm_sync.operator_states import PostgresOperatorStates, RetryingOperatorStates
 from crm_sync.outbox.providers import DkimKey
@@ -248,7 +249,14 @@ async def _start_agi(service: HotlineService) -> None:
     journal = RetryingIvrJournal(PostgresIvrJournal(service.backends.pool))
     journal.start()
     service.on_stop("journal", journal.stop)
-    routes = build_routes(load_ivr_config(s.config_path), journal, s.service.server_id)
+    # The IVR's reads and writes in the case store (issue 9: language, status, survey).
+    pool = service.backends.pool
+    appeals_config = await asyncio.to_thread(load_appeals_config, s.config_path)
+    appeal_lookup = PhoneAppealLookup(AppealsService(pool, calendar=appeals_config.calendar,
+                                                     settings=appeals_config.settings))
+    routes = build_routes(load_ivr_config(s.config_path), journal, s.service.server_id,
+                          languages=PostgresCallerLanguages(pool), appeals=appeal_lookup,
+                          surveys=PostgresSurveySink(pool))
     service.agi_server = FastAgiServer(
         routes, s.agi.host, s.agi.port, env_timeout=s.agi.env_timeout,
         max_sessions=s.agi.max_sessions, allowed_peers=s.agi.allowed_peers,
