@@ -1,25 +1,27 @@
 """Step of the ``ivr`` route: an appeal's status by phone.
 
-Before the menu, a caller whose number has open appeals hears how many and
-the latest one: "У вас два відкриті звернення. Останнє — щодо відсутності
-гарячої води — у роботі. Виконавець — … Термін виконання — до п'ятого грудня."
-From the menu, ``[status] digit`` asks for an appeal number and reads that
-appeal. Appeals are read through :class:`~hotline.core.ports.AppealLookup`,
-which returns an appeal only to a phone that is one of its citizens': someone
-else's appeal and an unknown number get the same "not found" (no hint that the
-number exists), and a caller without a number is never looked up. A failing
-or slow lookup plays ``unavailable_prompt`` (by number) or nothing (before the
-menu), and the call goes on to the menu.
+Before the menu, a caller whose number has open appeals hears how many and the
+latest one: "У вас два відкриті звернення. Останнє — щодо відсутності гарячої
+води — у роботі. Виконавець — … Термін виконання — до п'ятого грудня." From the
+menu (or during the greeting and announcements), ``[status] digit`` asks for an
+appeal number and reads that appeal. Appeals are read through
+:class:`~hotline.core.ports.AppealLookup`, which returns an appeal only to a
+phone that is one of its citizens': someone else's appeal and an unknown number
+get the same "not found" (no hint that the number exists), and a caller without
+a number is never looked up. A failing or slow lookup plays
+``unavailable_prompt`` (by number) or nothing (before the menu), and the call
+goes on to the menu.
 
 Numbers and dates are composed from recorded prompts by :mod:`ivr.speech`.
 The appeal number keyed is its digits after ``1551-<year>-`` (this year), or
 the year and those digits (e.g. ``2025000123``).
 
 Journal steps (``ivr_steps.step``, detail in brackets):
-- ``status.open`` (``count``, ``appeal``, ``status``, ``pressed``) — open appeals announced;
+- ``status.open`` (``count``, ``appeal``, ``status``, ``pressed``, ``prompts``: what
+  was said) — open appeals announced;
 - ``status.lookup_failed`` (``during``: open / number, ``error``);
 - ``status.enter`` (``attempt``, ``digits_count``, ``timed_out``) — number asked;
-- ``status.read`` (``appeal``, ``status``) — the caller's own appeal read;
+- ``status.read`` (``appeal``, ``status``, ``prompts``) — the caller's own appeal read;
 - ``status.not_found`` (``digits_count``) — no such appeal for this phone (or none at all);
 - ``status.timeout`` (``attempt``) — nothing keyed;
 - ``status.exit`` (``reason``: read / not_found / no_input / unavailable / anonymous).
@@ -123,10 +125,10 @@ class AppealStatusStep:
         if not appeals:
             return ""
         latest = appeals[0]
-        pressed = await self._play(
-            session, open_appeals_words(appeals, lang, self._today()), escape_digits)
+        words = open_appeals_words(appeals, lang, self._today())
+        pressed = await self._play(session, words, escape_digits)
         await self._record("status.open", count=len(appeals), appeal=latest.number,
-                           status=latest.status.value, pressed=pressed)
+                           status=latest.status.value, pressed=pressed, prompts=words)
         return pressed
 
     async def by_number(self, session: AgiSession, lang: str) -> str:
@@ -173,6 +175,8 @@ class AppealStatusStep:
             await session.stream_file(self.config.not_found_prompt)
             await self._record("status.not_found", digits_count=len(digits))
             return "not_found"
-        await self._play(session, appeal_words(appeal, lang, today, about="appeal_about"), "")
-        await self._record("status.read", appeal=appeal.number, status=appeal.status.value)
+        words = appeal_words(appeal, lang, today, about="appeal_about")
+        await self._play(session, words, "")
+        await self._record("status.read", appeal=appeal.number, status=appeal.status.value,
+                           prompts=words)
         return "read"

@@ -50,7 +50,8 @@ def make_main_menu(
 
     switch_digit, status_digit = config.language.switch_digit, config.status.digit
     menu_digits = "".join(sorted(config.options))
-    greeting_digits = menu_digits + switch_digit
+    # Callers who know the menu may press during the greeting and announcements.
+    greeting_digits = menu_digits + switch_digit + status_digit
 
     async def main_menu(session: AgiSession) -> None:
         log = session.log.bind(flow=ROUTE_NAME)
@@ -86,7 +87,11 @@ def make_main_menu(
                 pressed = ""
             step = "status"
             if not pressed:
-                pressed = await status.announce_open(session, language.current, menu_digits)
+                pressed = await status.announce_open(session, language.current,
+                                                     menu_digits + status_digit)
+            if pressed == status_digit:
+                await status.by_number(session, language.current)
+                pressed = ""
 
             choice = ""
             queue = config.default_queue

@@ -140,7 +140,7 @@ async def test_remembered_english_is_spoken_first_and_ukrainian_offered(
     languages = Languages({CALLER: "en"})
     commands, journal = await call(config, responder(["200 result=1"]), languages=languages)
     assert commands[1] == 'SET VARIABLE "CHANNEL(language)" "en"'  # before the greeting
-    offer = commands.index('STREAM FILE "hotline/language_offer" "01239"')
+    offer = commands.index('STREAM FILE "hotline/language_offer" "012398"')
     assert commands[offer - 1:offer + 2:2] == [
         'SET VARIABLE "CHANNEL(language)" "uk"', 'SET VARIABLE "CHANNEL(language)" "en"']
     assert steps(journal, "language.start") == [
@@ -152,7 +152,7 @@ async def test_switch_digit_during_the_offer_switches_and_remembers(config: IvrC
     respond = responder(["200 result=2"], {"hotline/language_offer": "200 result=57 endpos=100"})
     commands, journal = await call(config, respond, languages=languages)
     assert languages.known == {CALLER: "en"}
-    after_offer = commands[commands.index('STREAM FILE "hotline/language_offer" "01239"') + 1:]
+    after_offer = commands[commands.index('STREAM FILE "hotline/language_offer" "012398"') + 1:]
     assert after_offer[:2] == ['SET VARIABLE "CHANNEL(language)" "uk"',
                                'SET VARIABLE "CHANNEL(language)" "en"']
     assert steps(journal, "language.choice") == [
@@ -209,7 +209,8 @@ async def test_open_appeals_are_announced_before_the_menu(config: IvrConfig) -> 
         "hotline/status/due", "hotline/ord/5", "hotline/month/12",  # до п'ятого грудня
     ]
     assert steps(journal, "status.open") == [("status.open", {
-        "count": 2, "appeal": "1551-2026-000007", "status": "in_progress", "pressed": ""})]
+        "count": 2, "appeal": "1551-2026-000007", "status": "in_progress", "pressed": "",
+        "prompts": said[start:]})]
     assert journal.names().index("status.open") < journal.names().index("menu")
 
 
@@ -231,9 +232,21 @@ async def test_own_appeal_is_read_by_its_number(config: IvrConfig) -> None:
     assert said[read:read + 3] == ["hotline/status/appeal_about",
                                    "hotline/category/no_hot_water", "hotline/status/is_done"]
     assert "hotline/status/due" not in said[read:]  # a finished appeal has no due date to say
-    assert steps(journal, "status.read") == [
-        ("status.read", {"appeal": "1551-2026-000123", "status": "done"})]
+    assert steps(journal, "status.read") == [("status.read", {
+        "appeal": "1551-2026-000123", "status": "done", "prompts": said[read:read + 5]})]
     assert 'SET VARIABLE "HOTLINE_QUEUE" "main"' in commands
+
+
+async def test_status_digit_during_the_greeting_asks_for_the_number(config: IvrConfig) -> None:
+    lookup = Lookup({CALLER: [summary("1551-2026-000123")]})
+    respond = responder(["200 result=123", "200 result=1"],
+                        {"hotline/greeting": "200 result=56 endpos=10"})  # '8'
+    commands, journal = await call(config, respond, appeals=lookup)
+    assert [c.split()[2] for c in commands if c.startswith("GET DATA")] == [
+        '"hotline/status/enter"', '"hotline/menu"']
+    assert [s for s, _ in steps(journal, "status.")] == [
+        "status.enter", "status.read", "status.exit"]
+    assert 'SET VARIABLE "HOTLINE_QUEUE" "housing"' in commands
 
 
 async def test_someone_elses_appeal_is_never_read(config: IvrConfig) -> None:

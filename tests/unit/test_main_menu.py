@@ -162,11 +162,11 @@ async def test_valid_digit_routes_to_its_queue(config: IvrConfig) -> None:
     commands = await run_call(config, journal, ["200 result=2"])
     assert commands == [
         "ANSWER",
-        'STREAM FILE "silence/1" "01239"',  # 9: English
-        'STREAM FILE "hotline/greeting" "01239"',
+        'STREAM FILE "silence/1" "012398"',  # 9: English, 8: status
+        'STREAM FILE "hotline/greeting" "012398"',
         # the other language offered in its own words
         'SET VARIABLE "CHANNEL(language)" "en"',
-        'STREAM FILE "hotline/language_offer" "01239"',
+        'STREAM FILE "hotline/language_offer" "012398"',
         'SET VARIABLE "CHANNEL(language)" "uk"',
         f'GET DATA "hotline/menu" {config.timeout_ms} 1',
         'SET VARIABLE "IVR_CHOICE" "2"',
