@@ -12,9 +12,30 @@ never hear another citizen's appeal because two numbers look alike).
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import asyncpg
 
+from crm_sync.appeals.config import load_appeals_config
+from crm_sync.taxonomy import load_taxonomy
 from hotline.core.appeals import AppealLookup, AppealSummary
+
+#: Where the IVR finds the spoken names (ivr/speech.py has the same prefixes).
+CATEGORY_PROMPT = "hotline/category/"
+EXECUTOR_PROMPT = "hotline/executor/"
+
+
+def spoken_names(config_dir: Path) -> dict[str, tuple[str, str]]:
+    """The prompts that name categories and executors, with their words
+    ``(uk, en)``: the taxonomy's and ``routing.toml``'s. An executor added later
+    through the admin API has none until the prompts are rendered again; the
+    IVR then leaves its name out."""
+    taxonomy = load_taxonomy(config_dir)
+    names = {f"{CATEGORY_PROMPT}{c.code}": (c.name_uk, c.name_en) for c in taxonomy.categories}
+    names |= {f"{EXECUTOR_PROMPT}{e.code}": (e.name_uk, e.name) for e in taxonomy.executors}
+    names |= {f"{EXECUTOR_PROMPT}{e.code}": (e.name_uk or e.name, e.name)
+              for e in load_appeals_config(config_dir).routing.executors}
+    return names
 
 
 def phone_spellings(phone: str) -> list[str]:

@@ -45,7 +45,7 @@ EXECUTOR = "hotline/executor/"
 #: Виконавець — | <executor>. | Термін — до | п'ятого | грудня."
 PHRASES = tuple(f"{STATUS}{p}" for p in (
     "you_have", "open_one", "open_few", "open_many", "latest_about", "appeal_about",
-    "executor", "due",
+    "latest", "appeal", "executor", "due",
 ))
 #: The largest number spoken (appeal counts, days, years, appeal numbers in parts).
 MAX_NUMBER = 999_999_999

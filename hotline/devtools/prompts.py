@@ -19,8 +19,8 @@ import subprocess
 import tempfile
 from pathlib import Path
 
-from crm_sync.taxonomy import Taxonomy, TaxonomyError, load_taxonomy
-from hotline.core.errors import ConfigError
+from crm_sync.ivr_store import spoken_names
+from hotline.core.errors import ConfigError, HotlineError
 from ivr import speech
 from ivr.menu import (
     LANGUAGES,
@@ -32,9 +32,6 @@ from ivr.menu import (
     check_prompts,
     load_ivr_config,
 )
-
-CATEGORY_PROMPT = speech.CATEGORY
-EXECUTOR_PROMPT = speech.EXECUTOR
 
 #: The words of each prompt and the voice that speaks them.
 PromptSet = PromptTexts
@@ -75,15 +72,17 @@ def load_prompts(config_dir: Path, ivr_config: IvrConfig | None = None) -> Promp
     if problems or prompts is None:
         raise IvrConfigError(problems, where=str(config_dir))
     try:
-        taxonomy: Taxonomy | None = load_taxonomy(config_dir)
-    except TaxonomyError:
-        taxonomy = None  # check-config names the problem; the menu still speaks
-    filled = {lang: _filled(p, config, taxonomy) for lang, p in prompts.by_language().items()}
+        names = spoken_names(config_dir)
+    except HotlineError:
+        names = {}  # check-config names the problem; the menu still speaks
+    filled = {lang: _filled(p, config, names) for lang, p in prompts.by_language().items()}
     default = filled.pop(prompts.language)
     return PromptSet(default.language, default.voice, default.speed, default.texts, filled)
 
 
-def _filled(prompts: PromptTexts, config: IvrConfig, taxonomy: Taxonomy | None) -> PromptTexts:
+def _filled(
+    prompts: PromptTexts, config: IvrConfig, names: dict[str, tuple[str, str]]
+) -> PromptTexts:
     values = {
         OPTIONS_PLACEHOLDER: menu_sentence(config, prompts.language),
         "{status_digit}": config.status.digit,
@@ -94,11 +93,8 @@ def _filled(prompts: PromptTexts, config: IvrConfig, taxonomy: Taxonomy | None) 
         for placeholder, value in values.items():
             words = words.replace(placeholder, value)
         texts[name] = words
-    english = prompts.language == "en"
-    for c in taxonomy.categories if taxonomy else ():
-        texts[f"{CATEGORY_PROMPT}{c.code}"] = c.name_en if english else c.name_uk
-    for e in taxonomy.executors if taxonomy else ():
-        texts[f"{EXECUTOR_PROMPT}{e.code}"] = e.name if english else e.name_uk
+    for name, (uk, en) in names.items():
+        texts[name] = en if prompts.language == "en" else uk
     return PromptTexts(prompts.language, prompts.voice, prompts.speed, texts)
 
 

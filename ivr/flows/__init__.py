@@ -29,10 +29,12 @@ def build_routes(
     languages: CallerLanguages | None = None,
     appeals: AppealLookup | None = None,
     surveys: SurveySink | None = None,
+    speakable: frozenset[str] | None = None,
 ) -> dict[str, Route]:
-    """The route table for :class:`ivr.server.FastAgiServer` (path of the agi:// URL → flow)."""
+    """The route table for :class:`ivr.server.FastAgiServer` (path of the agi:// URL → flow).
+    ``speakable``: the category and executor names that have prompts."""
     return {
         MAIN_MENU_ROUTE: make_main_menu(config, journal, server_id, languages=languages,
-                                        appeals=appeals),
+                                        appeals=appeals, speakable=speakable),
         SURVEY_ROUTE: make_survey(config.survey, journal, surveys, server_id),
     }

@@ -64,13 +64,25 @@ def appeal_number_from_digits(digits: str, year: int) -> str | None:
 
 
 def appeal_words(
-    appeal: AppealSummary, lang: str, today: date, *, about: str = "latest_about"
+    appeal: AppealSummary, lang: str, today: date, *, about: str = "latest_about",
+    speakable: frozenset[str] | None = None,
 ) -> list[str]:
-    """The prompts that tell ``appeal``: what about, its status, executor, due date."""
-    words = [f"{speech.STATUS}{about}", f"{CATEGORY_PROMPT}{appeal.category_code}",
-             speech.status_prompt(appeal.status)]
-    if appeal.executor_code:
-        words += [f"{speech.STATUS}executor", f"{EXECUTOR_PROMPT}{appeal.executor_code}"]
+    """The prompts that tell ``appeal``: what about, its status, executor, due date.
+    ``speakable``: the category and executor names that have prompts (None: all);
+    a name without one is left out rather than played as a missing file."""
+
+    def has(name: str) -> bool:
+        return speakable is None or name in speakable
+
+    category = f"{CATEGORY_PROMPT}{appeal.category_code}"
+    if has(category):
+        words = [f"{speech.STATUS}{about}", category]
+    else:
+        words = [f"{speech.STATUS}{about.replace('_about', '')}"]
+    words.append(speech.status_prompt(appeal.status))
+    executor = f"{EXECUTOR_PROMPT}{appeal.executor_code}"
+    if appeal.executor_code and has(executor):
+        words += [f"{speech.STATUS}executor", executor]
     if appeal.due_at is not None and appeal.status in OPEN_STATUSES:
         due = appeal.due_at.astimezone(KYIV).date()
         try:
@@ -81,11 +93,15 @@ def appeal_words(
     return words
 
 
-def open_appeals_words(appeals: list[AppealSummary], lang: str, today: date) -> list[str]:
+def open_appeals_words(
+    appeals: list[AppealSummary], lang: str, today: date,
+    speakable: frozenset[str] | None = None,
+) -> list[str]:
     """"You have two open appeals. The latest, about …" (newest first in ``appeals``)."""
     n = len(appeals)
     return [f"{speech.STATUS}you_have", *speech.speak_number(n, lang, "n"),
-            speech.open_appeals_prompt(n, lang), *appeal_words(appeals[0], lang, today)]
+            speech.open_appeals_prompt(n, lang),
+            *appeal_words(appeals[0], lang, today, speakable=speakable)]
 
 
 def kyiv_today() -> date:
@@ -95,9 +111,10 @@ def kyiv_today() -> date:
 class AppealStatusStep:
     def __init__(
         self, config: StatusConfig, lookup: AppealLookup | None, record: Recorder, log: Any,
-        *, today: Callable[[], date] = kyiv_today,
+        *, today: Callable[[], date] = kyiv_today, speakable: frozenset[str] | None = None,
     ) -> None:
         self.config = config
+        self._speakable = speakable
         self._lookup = lookup
         self._record = record
         self._log = log
@@ -125,7 +142,7 @@ class AppealStatusStep:
         if not appeals:
             return ""
         latest = appeals[0]
-        words = open_appeals_words(appeals, lang, self._today())
+        words = open_appeals_words(appeals, lang, self._today(), self._speakable)
         pressed = await self._play(session, words, escape_digits)
         await self._record("status.open", count=len(appeals), appeal=latest.number,
                            status=latest.status.value, pressed=pressed, prompts=words)
@@ -175,7 +192,8 @@ class AppealStatusStep:
             await session.stream_file(self.config.not_found_prompt)
             await self._record("status.not_found", digits_count=len(digits))
             return "not_found"
-        words = appeal_words(appeal, lang, today, about="appeal_about")
+        words = appeal_words(appeal, lang, today, about="appeal_about",
+                             speakable=self._speakable)
         await self._play(session, words, "")
         await self._record("status.read", appeal=appeal.number, status=appeal.status.value,
                            prompts=words)

@@ -44,6 +44,7 @@ def make_main_menu(
     journal_timeout: float = 1.0,
     languages: CallerLanguages | None = None,
     appeals: AppealLookup | None = None,
+    speakable: frozenset[str] | None = None,
 ) -> Route:
     """``journal_timeout`` bounds each journal write: with the database down
     the caller must not wait for a connection timeout."""
@@ -65,7 +66,7 @@ def make_main_menu(
                 log.warning("ivr_journal_failed", step=step, error=repr(exc))
 
         language = LanguageStep(config.language, languages, record, log)
-        status = AppealStatusStep(config.status, appeals, record, log)
+        status = AppealStatusStep(config.status, appeals, record, log, speakable=speakable)
         step = "greeting"
         try:
             await session.answer()

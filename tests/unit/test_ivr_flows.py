@@ -332,3 +332,28 @@ def test_survey_share_is_about_the_configured_share() -> None:
     hits = sum(sampled(f"1714000000.{n}", 0.3) for n in range(10_000))
     assert 2_700 < hits < 3_300
     assert sampled("x", 1.0) and not sampled("x", 0.0)
+
+
+def test_a_name_without_a_prompt_is_left_out_not_played_missing() -> None:
+    from ivr.flows.appeal_status import appeal_words
+
+    appeal = summary("1551-2026-000001", executor_code="added_later")
+    known = frozenset({"hotline/category/no_hot_water"})
+    said = appeal_words(appeal, "uk", datetime.now(UTC).date(), speakable=known)
+    assert said[:3] == ["hotline/status/latest_about", "hotline/category/no_hot_water",
+                        "hotline/status/is_in_progress"]
+    assert not any(w.startswith("hotline/executor/") or w == "hotline/status/executor"
+                   for w in said)
+    unknown = summary("1551-2026-000001", category_code="new_category")
+    said = appeal_words(unknown, "uk", datetime.now(UTC).date(), speakable=known)
+    assert said[:2] == ["hotline/status/latest", "hotline/status/is_in_progress"]
+
+
+def test_the_case_store_and_the_ivr_name_the_same_prompts() -> None:
+    from crm_sync.ivr_store import CATEGORY_PROMPT, EXECUTOR_PROMPT, spoken_names
+    from ivr import speech
+
+    assert (CATEGORY_PROMPT, EXECUTOR_PROMPT) == (speech.CATEGORY, speech.EXECUTOR)
+    names = spoken_names(CONFIG_DIR)
+    assert names["hotline/executor/kyivteploenergo"][0] == "КП «Київтеплоенерго»"
+    assert "hotline/category/no_hot_water" in names
