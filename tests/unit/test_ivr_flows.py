@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 
 from hotline.core.appeals import AppealStatus, AppealSummary
+from hotline.core.records import IvrStep
 from ivr.flows import build_routes
 from ivr.flows.appeal_status import appeal_number_from_digits
 from ivr.flows.survey import sampled
@@ -18,9 +19,19 @@ from ivr.menu import IvrConfig, SurveyConfig, load_ivr_config
 from ivr.server import FastAgiServer
 from tests.support.fake_agi_client import FakeAsterisk, menu_responder
 from tests.support.paths import CONFIG_DIR
-from tests.unit.test_main_menu import MemoryJournal
 
 CALLER = "380441234567"  # the fake client's agi_callerid
+
+
+class MemoryJournal:
+    def __init__(self) -> None:
+        self.steps: list[IvrStep] = []
+
+    async def record_step(self, step: IvrStep) -> None:
+        self.steps.append(step)
+
+    def names(self) -> list[str]:
+        return [s.step for s in self.steps]
 
 
 @pytest.fixture(scope="module")
