@@ -17,8 +17,9 @@ The appeal number keyed is its digits after ``1551-<year>-`` (this year), or
 the year and those digits (e.g. ``2025000123``).
 
 Journal steps (``ivr_steps.step``, detail in brackets):
-- ``status.open`` (``count``, ``appeal``, ``status``, ``pressed``, ``prompts``: what
-  was said) — open appeals announced;
+- ``status.open`` (``count``, ``appeal``, ``status``, ``prompts``: what is said) —
+  open appeals announced (written as it starts);
+- ``status.skip`` (``digit``) — the caller pressed a key during the announcement;
 - ``status.lookup_failed`` (``during``: open / number, ``error``);
 - ``status.enter`` (``attempt``, ``digits_count``, ``timed_out``) — number asked;
 - ``status.read`` (``appeal``, ``status``, ``prompts``) — the caller's own appeal read;
@@ -143,9 +144,12 @@ class AppealStatusStep:
             return ""
         latest = appeals[0]
         words = open_appeals_words(appeals, lang, self._today(), self._speakable)
-        pressed = await self._play(session, words, escape_digits)
+        # Journaled before it plays: a caller who hangs up meanwhile was still told.
         await self._record("status.open", count=len(appeals), appeal=latest.number,
-                           status=latest.status.value, pressed=pressed, prompts=words)
+                           status=latest.status.value, prompts=words)
+        pressed = await self._play(session, words, escape_digits)
+        if pressed:
+            await self._record("status.skip", digit=pressed)
         return pressed
 
     async def by_number(self, session: AgiSession, lang: str) -> str:

@@ -197,7 +197,7 @@ async def test_status_read_to_its_citizen_and_refused_to_another(
     own, refused, heard = await asyncio.gather(
         call(sim, pool, owner, keyed, hangup_after=12),
         call(sim, pool, stranger, keyed, hangup_after=8),
-        call(sim, pool, announced, "", hangup_after=22, delay=1),
+        call(sim, pool, announced, "", hangup_after=30, delay=1),
     )
 
     steps = await journal(pool, own["uniqueid"])

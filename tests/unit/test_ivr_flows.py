@@ -220,7 +220,7 @@ async def test_open_appeals_are_announced_before_the_menu(config: IvrConfig) -> 
         "hotline/status/due", "hotline/ord/5", "hotline/month/12",  # до п'ятого грудня
     ]
     assert steps(journal, "status.open") == [("status.open", {
-        "count": 2, "appeal": "1551-2026-000007", "status": "in_progress", "pressed": "",
+        "count": 2, "appeal": "1551-2026-000007", "status": "in_progress",
         "prompts": said[start:]})]
     assert journal.names().index("status.open") < journal.names().index("menu")
 
@@ -228,9 +228,10 @@ async def test_open_appeals_are_announced_before_the_menu(config: IvrConfig) -> 
 async def test_a_digit_during_the_announcement_chooses_the_queue(config: IvrConfig) -> None:
     lookup = Lookup({CALLER: [summary("1551-2026-000007")]})
     respond = responder([], {"hotline/status/latest_about": "200 result=49 endpos=10"})
-    commands, _ = await call(config, respond, appeals=lookup)
+    commands, journal = await call(config, respond, appeals=lookup)
     assert not any(c.startswith("GET DATA") for c in commands)
     assert 'SET VARIABLE "HOTLINE_QUEUE" "housing"' in commands
+    assert steps(journal, "status.skip") == [("status.skip", {"digit": "1"})]
 
 
 async def test_own_appeal_is_read_by_its_number(config: IvrConfig) -> None:
