@@ -284,8 +284,10 @@ def _check_tables(
         digit = text(name, key, fallback)
         if not re.fullmatch(r"[0-9*#]", digit):
             bad(f"{name}.{key}", "expected one key: 0-9, * or #")
-        elif digit in menu_digits or digit in digits.values():
-            bad(f"{name}.{key}", f"digit {digit!r} is already a menu option")
+        elif digit in menu_digits:
+            bad(f"{name}.{key}", f"digit {digit!r} is already a menu option ({CATALOGUE_FILE})")
+        elif digit in digits.values():
+            bad(f"{name}.{key}", f"digit {digit!r} is already language.switch_digit")
         digits[name] = digit
     language = LanguageConfig(
         default=default_language, switch_digit=digits["language"],

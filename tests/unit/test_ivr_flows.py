@@ -369,3 +369,40 @@ def test_the_case_store_and_the_ivr_name_the_same_prompts() -> None:
     names = spoken_names(CONFIG_DIR)
     assert names["hotline/executor/kyivteploenergo"][0] == "КП «Київтеплоенерго»"
     assert "hotline/category/no_hot_water" in names
+
+
+# --- configuration -------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("table", "values", "bad_key"),
+    [
+        ("status", {"digit": "1"}, "status.digit"),  # the housing queue's digit
+        ("language", {"switch_digit": "8"}, "status.digit"),  # the status digit's
+        ("language", {"default": "de"}, "language.default"),
+        ("language", {"offer_prompt": "../x"}, "language.offer_prompt"),
+        ("survey", {"share": 1.5}, "survey.share"),
+        ("survey", {"share": True}, "survey.share"),
+        ("survey", {"timeout_ms": 10}, "survey.timeout_ms"),
+        ("status", {"max_digit": 3}, "status.max_digit"),
+    ],
+)
+def test_bad_flow_config_names_the_key(
+    config: IvrConfig, table: str, values: dict[str, Any], bad_key: str
+) -> None:
+    import tomllib
+
+    from ivr.menu import IvrConfigError, parse_ivr_config
+
+    data = tomllib.loads((CONFIG_DIR / "ivr.toml").read_text())
+    data[table].update(values)
+    with pytest.raises(IvrConfigError) as err:
+        parse_ivr_config(data, config.queues)
+    assert [(p.file, p.key) for p in err.value.problems] == [("ivr.toml", bad_key)]
+
+
+def test_shipped_flow_config(config: IvrConfig) -> None:
+    assert (config.language.default, config.language.switch_digit) == ("uk", "9")
+    assert config.status.digit == "8" and 0 < config.survey.share < 1
+    assert {"language.offer_prompt", "status.enter_prompt", "survey.prompt"} <= set(
+        config.prompts())
