@@ -175,6 +175,7 @@ async def test_language_is_remembered_across_two_calls(
                                               "remembered": True}
     assert await pool.fetchval(
         "SELECT preferred_language FROM citizens WHERE phone = $1", number) == "en"
+    assert steps[-1][0] == "hangup"  # mid-menu: the journal says where the caller left
 
     second = await call(sim, pool, number, "", hangup_after=9, delay=1,
                         before=(first["uniqueid"],))
