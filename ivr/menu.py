@@ -47,8 +47,6 @@ _TABLE_PROMPTS = {
 }
 #: The languages the IVR speaks (ivr/speech.py composes numbers and dates in both).
 LANGUAGES = ("uk", "en")
-#: Placeholders of prompts.toml filled from ivr.toml.
-DIGIT_PLACEHOLDERS = ("{status_digit}", "{language_digit}")
 
 
 class IvrConfigError(ConfigProblems, ValueError):
