@@ -42,7 +42,7 @@ from tests.support.sandbox import make_sandbox, service_settings
 pytestmark = [pytest.mark.asterisk, pytest.mark.asyncio(loop_scope="session")]
 
 SERVER_ID = "hotline-ivrflows"
-AMI_PORT, AGI_PORT, SIP_PORT = port(31038), port(31574), port(31060)
+AMI_PORT, AGI_PORT, SIP_PORT = port(32038), port(32574), port(32060)
 # The greeting (silence/1 + hotline/greeting) takes about 5 s; the switch (9) and
 # status (8) digits work during it, so pressing at 2.5 s lands in it.
 IN_GREETING = 2.5
