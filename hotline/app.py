@@ -28,6 +28,12 @@ from crm_sync.call_store import (
 )
 from crm_sync.campaigns import load_campaigns_config
 from crm_sync.db import DatabaseUnavailable, create_pool, describe_dsn
+from crm_sync.ivr_store import (
+    PhoneAppealLookup,
+    PostgresCallerLanguages,
+    PostgresSurveySink,
+    spoken_names,
+)
 from crm_sync.leadership.config import load_leadership_config
 from crm_sync.leadership.rollups import refresh_rollups
 from crm_sync.live_bus import RedisLiveBus
@@ -251,7 +257,15 @@ async def _start_agi(service: HotlineService) -> None:
     journal = RetryingIvrJournal(PostgresIvrJournal(service.backends.pool))
     journal.start()
     service.on_stop("journal", journal.stop)
-    routes = build_routes(load_ivr_config(s.config_path), journal, s.service.server_id)
+    # The IVR's reads and writes in the case store (issue 9: language, status, survey).
+    pool = service.backends.pool
+    appeals_config = await asyncio.to_thread(load_appeals_config, s.config_path)
+    appeal_lookup = PhoneAppealLookup(AppealsService(pool, calendar=appeals_config.calendar,
+                                                     settings=appeals_config.settings))
+    speakable = frozenset(await asyncio.to_thread(spoken_names, s.config_path))
+    routes = build_routes(load_ivr_config(s.config_path), journal, s.service.server_id,
+                          languages=PostgresCallerLanguages(pool), appeals=appeal_lookup,
+                          surveys=PostgresSurveySink(pool), speakable=speakable)
     service.agi_server = FastAgiServer(
         routes, s.agi.host, s.agi.port, env_timeout=s.agi.env_timeout,
         max_sessions=s.agi.max_sessions, allowed_peers=s.agi.allowed_peers,

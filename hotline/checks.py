@@ -7,9 +7,10 @@ What is checked:
 - ``hotline.toml``: the settings it holds, on their own (no environment);
 - ``queues.toml``: the catalogue (names, digits, spheres, overflow, settings);
 - ``ivr.toml``: the menu, its default queue against the catalogue;
-- ``prompts.toml``: the words, and that every prompt of ours the menu plays has
-  words (else it never gets a sound file); Asterisk's own sounds the menu
-  plays must exist in the sandbox's sounds folder when there is one;
+- ``prompts.toml``: the words, and that every prompt of ours the IVR plays has
+  words in every language (uk, en), the numbers, dates and statuses the status
+  flow composes (ivr/speech.py) included (else it never gets a sound file);
+  Asterisk's own sounds the menu plays must exist in the sandbox's sounds folder when there is one;
 - ``seed/*.csv``: the taxonomy, and that each sphere the catalogue names exists;
 - ``appeals.toml``, ``holidays.toml``, ``routing.toml``: the appeals' lifecycle,
   working calendar and routing, and the codes they name against the taxonomy;
@@ -37,8 +38,10 @@ from hotline.core.queues import CATALOGUE_FILE, QueueCatalogue, check_catalogue
 from hotline.core.queues import dialplan_globals as queue_globals
 from hotline.core.queues import queues_conf as queue_sections
 from hotline.settings import PROJECT_ROOT, SettingsError, load_settings
+from ivr import speech
 from ivr.menu import (
     IVR_FILE,
+    LANGUAGES,
     OWN_PROMPTS,
     PROMPTS_FILE,
     IvrConfig,
@@ -89,7 +92,9 @@ def check_config(
     found(more)
     language = "uk"
     if text is not None:
-        prompts, more = check_prompts(text, played)
+        prompts, more = check_prompts(
+            text, played, languages=LANGUAGES,
+            spoken={lang: speech.vocabulary(lang) for lang in LANGUAGES})
         found(more)
         language = prompts.language if prompts is not None else language
     if asterisk_root is not None and (asterisk_root / SOUNDS).is_dir():

@@ -10,10 +10,11 @@ nobody serves. The ``check_*`` functions return every problem (for
 
 from __future__ import annotations
 
+import dataclasses
 import re
 import tomllib
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +33,20 @@ _LANGUAGE = re.compile(r"[a-z]{2,3}(?:[-_][A-Za-z0-9]+)*")  # uk, en-us, …
 _MENU_KEYS = frozenset(
     {"greeting", "prompt", "invalid_prompt", "timeout_ms", "max_attempts", "default_queue"}
 )
+#: The other tables of ivr.toml: their keys, and which of them name prompts.
+_TABLE_KEYS = {
+    "language": frozenset({"default", "switch_digit", "offer_prompt", "lookup_timeout_ms"}),
+    "status": frozenset({"digit", "enter_prompt", "not_found_prompt", "unavailable_prompt",
+                         "timeout_ms", "max_digits", "max_attempts", "lookup_timeout_ms"}),
+    "survey": frozenset({"share", "prompt", "thanks_prompt", "timeout_ms", "max_attempts"}),
+}
+_TABLE_PROMPTS = {
+    "language": ("offer_prompt",),
+    "status": ("enter_prompt", "not_found_prompt", "unavailable_prompt"),
+    "survey": ("prompt", "thanks_prompt"),
+}
+#: The languages the IVR speaks (ivr/speech.py composes numbers and dates in both).
+LANGUAGES = ("uk", "en")
 
 
 class IvrConfigError(ConfigProblems, ValueError):
@@ -49,6 +64,39 @@ class MenuOption:
 
 
 @dataclass(frozen=True)
+class LanguageConfig:
+    default: str = "uk"
+    switch_digit: str = "9"
+    offer_prompt: str = "hotline/language_offer"
+    lookup_timeout_ms: int = 800
+
+    def other(self, language: str) -> str:
+        """The language offered to a caller who hears ``language``."""
+        return next(lang for lang in LANGUAGES if lang != language)
+
+
+@dataclass(frozen=True)
+class StatusConfig:
+    digit: str = "8"
+    enter_prompt: str = "hotline/status/enter"
+    not_found_prompt: str = "hotline/status/not_found"
+    unavailable_prompt: str = "hotline/status/unavailable"
+    timeout_ms: int = 8000
+    max_digits: int = 12
+    max_attempts: int = 2
+    lookup_timeout_ms: int = 1500
+
+
+@dataclass(frozen=True)
+class SurveyConfig:
+    share: float = 0.0
+    prompt: str = "hotline/survey/ask"
+    thanks_prompt: str = "hotline/survey/thanks"
+    timeout_ms: int = 6000
+    max_attempts: int = 2
+
+
+@dataclass(frozen=True)
 class IvrConfig:
     greeting: tuple[str, ...]
     menu_prompt: str
@@ -58,26 +106,37 @@ class IvrConfig:
     default_queue: str
     options: Mapping[str, MenuOption]
     queues: QueueCatalogue
+    language: LanguageConfig = LanguageConfig()
+    status: StatusConfig = StatusConfig()
+    survey: SurveyConfig = SurveyConfig()
 
     def option_for(self, digit: str) -> MenuOption | None:
         return self.options.get(digit)
 
     def prompts(self) -> dict[str, str]:
-        """Every sound the menu plays, by the ``ivr.toml`` key that names it."""
+        """Every sound the IVR plays, by the ``ivr.toml`` key that names it."""
         named = {f"menu.greeting[{i}]": g for i, g in enumerate(self.greeting)}
         named["menu.prompt"] = self.menu_prompt
         named["menu.invalid_prompt"] = self.invalid_prompt
+        for table, keys in _TABLE_PROMPTS.items():
+            section = getattr(self, table)
+            named.update({f"{table}.{key}": getattr(section, key) for key in keys})
         return named
 
 
 @dataclass(frozen=True)
 class PromptTexts:
-    """``prompts.toml``: the words of our prompts and the voice that speaks them."""
+    """``prompts.toml``: the words of our prompts and the voice that speaks them
+    (the default language), and the same prompts in the other languages."""
 
     language: str
     voice: str
     speed: int  # words per minute
     texts: Mapping[str, str]  # sound name (e.g. "hotline/menu") → words
+    translations: Mapping[str, PromptTexts] = field(default_factory=dict)
+
+    def by_language(self) -> dict[str, PromptTexts]:
+        return {self.language: self, **self.translations}
 
 
 def read_config_file(config_dir: Path, name: str) -> tuple[str | None, list[Problem]]:
@@ -134,8 +193,8 @@ def check_ivr_config(
     def bad(key: str, reason: str) -> None:
         problems.append(Problem(IVR_FILE, key, reason))
 
-    for key in [k for k in data if k != "menu"]:
-        bad(key, "unknown key (expected [menu])")
+    for key in [k for k in data if k != "menu" and k not in _TABLE_KEYS]:
+        bad(key, "unknown key (expected [menu], [language], [status], [survey])")
     menu = data.get("menu")
     if not isinstance(menu, Mapping):
         bad("menu", "missing table")
@@ -169,6 +228,7 @@ def check_ivr_config(
                                 "no queue has a digit: the IVR menu would offer nothing"))
     timeout_ms = _int(menu, "timeout_ms", 500, 60_000, bad)
     max_attempts = _int(menu, "max_attempts", 1, 10, bad)
+    language, status, survey = _check_tables(data, set(options), bad)
     if problems:
         return None, problems
     return IvrConfig(
@@ -180,19 +240,105 @@ def check_ivr_config(
         default_queue=str(default_queue),
         options=options,
         queues=catalogue,
+        language=language,
+        status=status,
+        survey=survey,
     ), []
+
+
+def _check_tables(
+    data: Mapping[str, Any], menu_digits: set[str], bad: Callable[[str, str], None]
+) -> tuple[LanguageConfig, StatusConfig, SurveyConfig]:
+    """``[language]``, ``[status]``, ``[survey]``: each optional, its defaults
+    those of the dataclasses; their digits must not shadow a menu option."""
+    tables: dict[str, Mapping[str, Any]] = {}
+    for name, keys in _TABLE_KEYS.items():
+        table = data.get(name, {})
+        if not isinstance(table, Mapping):
+            bad(name, "expected a table")
+            table = {}
+        for key in [k for k in table if k not in keys]:
+            bad(f"{name}.{key}", f"unknown key (expected {', '.join(sorted(keys))})")
+        tables[name] = table
+
+    def text(name: str, key: str, default: str) -> str:
+        value = tables[name].get(key, default)
+        if not isinstance(value, str):
+            bad(f"{name}.{key}", "expected a string")
+            return default
+        return value
+
+    def number(name: str, key: str, low: int, high: int, default: int) -> int:
+        if key not in tables[name]:
+            return default
+        return _int(tables[name], key, low, high, lambda _, r: bad(f"{name}.{key}", r))
+
+    default_language = text("language", "default", LanguageConfig.default)
+    if default_language not in LANGUAGES:
+        bad("language.default", f"expected one of {', '.join(LANGUAGES)}")
+    digits: dict[str, str] = {}
+    for name, key, fallback in (("language", "switch_digit", LanguageConfig.switch_digit),
+                                ("status", "digit", StatusConfig.digit)):
+        digit = text(name, key, fallback)
+        if not re.fullmatch(r"[0-9*#]", digit):
+            bad(f"{name}.{key}", "expected one key: 0-9, * or #")
+        elif digit in menu_digits:
+            bad(f"{name}.{key}", f"digit {digit!r} is already a menu option ({CATALOGUE_FILE})")
+        elif digit in digits.values():
+            bad(f"{name}.{key}", f"digit {digit!r} is already language.switch_digit")
+        digits[name] = digit
+    language = LanguageConfig(
+        default=default_language, switch_digit=digits["language"],
+        offer_prompt=text("language", "offer_prompt", LanguageConfig.offer_prompt),
+        lookup_timeout_ms=number("language", "lookup_timeout_ms", 50, 10_000,
+                                 LanguageConfig.lookup_timeout_ms),
+    )
+    status = StatusConfig(
+        digit=digits["status"],
+        enter_prompt=text("status", "enter_prompt", StatusConfig.enter_prompt),
+        not_found_prompt=text("status", "not_found_prompt", StatusConfig.not_found_prompt),
+        unavailable_prompt=text("status", "unavailable_prompt", StatusConfig.unavailable_prompt),
+        timeout_ms=number("status", "timeout_ms", 500, 60_000, StatusConfig.timeout_ms),
+        max_digits=number("status", "max_digits", 1, 20, StatusConfig.max_digits),
+        max_attempts=number("status", "max_attempts", 1, 10, StatusConfig.max_attempts),
+        lookup_timeout_ms=number("status", "lookup_timeout_ms", 50, 10_000,
+                                 StatusConfig.lookup_timeout_ms),
+    )
+    for name, prompt_keys in _TABLE_PROMPTS.items():
+        for key in prompt_keys:
+            if key in tables[name] and not _is_sound_name(tables[name][key]):
+                bad(f"{name}.{key}", "expected a sound name like 'hotline/menu'")
+    share = tables["survey"].get("share", SurveyConfig.share)
+    if isinstance(share, bool) or not isinstance(share, int | float) or not 0 <= share <= 1:
+        bad("survey.share", "expected a share of calls from 0.0 to 1.0")
+        share = 0.0
+    survey = SurveyConfig(
+        share=float(share),
+        prompt=text("survey", "prompt", SurveyConfig.prompt),
+        thanks_prompt=text("survey", "thanks_prompt", SurveyConfig.thanks_prompt),
+        timeout_ms=number("survey", "timeout_ms", 500, 60_000, SurveyConfig.timeout_ms),
+        max_attempts=number("survey", "max_attempts", 1, 10, SurveyConfig.max_attempts),
+    )
+    return language, status, survey
 
 
 def menu_sounds(text: str) -> dict[str, str]:
     """The sound names ``ivr.toml`` plays, by key, however broken the rest is
     (so that its prompts are checked even then)."""
     try:
-        menu = tomllib.loads(text).get("menu")
+        data = tomllib.loads(text)
     except tomllib.TOMLDecodeError:
         return {}
-    if not isinstance(menu, Mapping):
-        return {}
-    return {k: v for k, v in _sounds(menu).items() if _is_sound_name(v)}
+    menu = data.get("menu")
+    sounds = _sounds(menu) if isinstance(menu, Mapping) else {}
+    for table, keys in _TABLE_PROMPTS.items():
+        section = data.get(table)
+        defaults = {"language": LanguageConfig(), "status": StatusConfig(),
+                    "survey": SurveyConfig()}[table]
+        for key in keys:
+            value = section.get(key) if isinstance(section, Mapping) else None
+            sounds[f"{table}.{key}"] = value if value is not None else getattr(defaults, key)
+    return {k: v for k, v in sounds.items() if _is_sound_name(v)}
 
 
 def _sounds(menu: Mapping[str, Any]) -> dict[str, Any]:
@@ -225,11 +371,20 @@ def _int(
 
 
 def check_prompts(
-    text: str, played: Mapping[str, str] | None = None
+    text: str,
+    played: Mapping[str, str] | None = None,
+    *,
+    languages: Iterable[str] = (),
+    spoken: Mapping[str, Iterable[str]] | None = None,
 ) -> tuple[PromptTexts | None, list[Problem]]:
     """The prompts' words, and every problem: of ``prompts.toml`` itself, and
     of ``ivr.toml`` when it plays one of our prompts that has no words (so no
-    sound file is ever made for it). ``played``: :meth:`IvrConfig.prompts`."""
+    sound file is ever made for it). ``played``: :meth:`IvrConfig.prompts`.
+
+    ``languages``: each must have a section (the top level is the default
+    language, ``[<code>]`` tables the others), and every prompt must have words
+    in each section. ``spoken``: per language, prompt names composed in code
+    (numbers, dates: :func:`ivr.speech.vocabulary`) that must have words too."""
     problems: list[Problem] = []
 
     def bad(key: str, reason: str) -> None:
@@ -239,22 +394,66 @@ def check_prompts(
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         return None, [Problem(PROMPTS_FILE, "", f"not valid TOML: {exc}")]
-    for key in [k for k in data if k not in {"language", "voice", "speed", "text"}]:
-        bad(key, "unknown key (expected language, voice, speed, [text])")
-    language, voice = data.get("language", "uk"), data.get("voice", "uk")
+    sections = {k: v for k, v in data.items()
+                if isinstance(v, Mapping) and k != "text" and _LANGUAGE.fullmatch(k)}
+    for key in [k for k in data if k not in {"language", "voice", "speed", "text", *sections}]:
+        bad(key, "unknown key (expected language, voice, speed, [text], [<language>])")
+    default = _check_language(data, "", bad)
+    if default is None:
+        return None, problems
+    translations: dict[str, PromptTexts] = {}
+    for code, section in sections.items():
+        for key in [k for k in section if k not in {"voice", "speed", "text"}]:
+            bad(f"{code}.{key}", "unknown key (expected voice, speed, [text])")
+        more = _check_language({**section, "language": code}, f"{code}.", bad)
+        if more is not None:
+            translations[code] = more
+    every = {default.language: default, **translations}
+    for code in languages:
+        if code not in every:
+            bad(code, f"no prompts in language {code!r}: add a [{code}] table with its [text]")
+    names = set().union(*(p.texts for p in every.values()))
+    # The words numbers are made of differ by language (дві, тисячі; hundred).
+    own_words = set().union(*(spoken or {}).values())
+    for code, prompts in every.items():
+        where = "text" if code == default.language else f"{code}.text"
+        for name in sorted(names - own_words - prompts.texts.keys()):
+            bad(f"{where}.{_toml_key(name)}", f"missing: the prompt has words in another "
+                                              f"language but not in {code!r}")
+        for name in sorted(set((spoken or {}).get(code, ())) - prompts.texts.keys()):
+            bad(f"{where}.{_toml_key(name)}", "missing: numbers, dates and appeal statuses "
+                                              "are composed from it (ivr/speech.py)")
+    if played is not None:
+        for key, sound in played.items():
+            if sound.startswith(OWN_PROMPTS) and sound not in names:
+                problems.append(Problem(
+                    IVR_FILE, key, f"unknown prompt {sound!r}: {PROMPTS_FILE} has no words "
+                                   "for it, so it never gets a sound file"))
+    if problems:
+        return None, problems
+    return dataclasses.replace(default, translations=translations), []
+
+
+def _check_language(
+    data: Mapping[str, Any], prefix: str, bad: Callable[[str, str], None]
+) -> PromptTexts | None:
+    """One language's voice, speed and words (``prefix``: ``""`` or ``"en."``)."""
+    language, voice = data.get("language", "uk"), data.get("voice", data.get("language", "uk"))
     for key, value in (("language", language), ("voice", voice)):
         if not isinstance(value, str) or not _LANGUAGE.fullmatch(value):
-            bad(key, f"expected a language code like 'uk', got {value!r}")
+            bad(f"{prefix}{key}", f"expected a language code like 'uk', got {value!r}")
     speed = data.get("speed", 150)
     if not isinstance(speed, int) or isinstance(speed, bool) or not 80 <= speed <= 450:
-        bad("speed", f"expected words per minute, an integer from 80 to 450, got {speed!r}")
+        bad(f"{prefix}speed",
+            f"expected words per minute, an integer from 80 to 450, got {speed!r}")
+        speed = 150
     texts = data.get("text")
     if not isinstance(texts, Mapping) or not texts:
-        bad("text", "a [text] table with at least one prompt is needed")
+        bad(f"{prefix}text", "a [text] table with at least one prompt is needed")
         texts = {}
     words: dict[str, str] = {}
     for name, value in texts.items():
-        key = f"text.{_toml_key(name)}"
+        key = f"{prefix}text.{_toml_key(name)}"
         if not _is_sound_name(name) or not name.startswith(OWN_PROMPTS):
             bad(key, f"expected a sound name under {OWN_PROMPTS} (apart from Asterisk's own "
                      "sounds), e.g. 'hotline/greeting'")
@@ -262,15 +461,7 @@ def check_prompts(
             bad(key, "expected the words to speak")
         else:
             words[name] = value
-    if played is not None:
-        for key, sound in played.items():
-            if sound.startswith(OWN_PROMPTS) and sound not in texts:
-                problems.append(Problem(
-                    IVR_FILE, key, f"unknown prompt {sound!r}: {PROMPTS_FILE} has no words "
-                                   "for it, so it never gets a sound file"))
-    if problems:
-        return None, problems
-    return PromptTexts(str(language), str(voice), int(speed), words), []
+    return PromptTexts(str(language), str(voice), int(speed), words)
 
 
 def _toml_key(name: str) -> str:

@@ -8,7 +8,13 @@ from __future__ import annotations
 
 from typing import Any, Protocol
 
+from hotline.core.appeals import AppealLookup
 from hotline.core.records import CallRecord, IvrStep, OperatorStateChange
+
+__all__ = [
+    "AppealLookup", "CallSink", "CallerLanguages", "IvrJournal", "LiveBus",
+    "OperatorStateSink", "SurveySink",
+]
 
 
 class CallSink(Protocol):
@@ -29,3 +35,22 @@ class LiveBus(Protocol):
     """Live notifications for browsers (Redis pub/sub in production)."""
 
     async def publish(self, channel: str, message: dict[str, Any]) -> None: ...
+
+
+class CallerLanguages(Protocol):
+    """The language a citizen chose in the IVR, remembered by their number
+    (``citizens.preferred_language``)."""
+
+    async def preferred_language(self, phone: str) -> str | None: ...
+
+    async def remember_language(self, phone: str, language: str) -> None: ...
+
+
+class SurveySink(Protocol):
+    """Post-call survey scores, stored on the call (and so on its operator)."""
+
+    async def record_survey(
+        self, asterisk_server: str, uniqueid: str, score: int, operator_interface: str
+    ) -> bool:
+        """True when the call's record took the score."""
+        ...

@@ -87,7 +87,9 @@ class IvrStep:
     asterisk_server: str
     uniqueid: str
     at: datetime
-    step: str  # greeting / menu / choice / invalid / timeout / route / error / hangup
+    # greeting / menu / choice / invalid / timeout / route / error / hangup, and
+    # <flow>.<event> for the other flows (language., status., survey.): see ivr/flows/
+    step: str
     detail: dict[str, Any] = field(default_factory=dict)
 
 

@@ -643,7 +643,8 @@ def _render_prompts(spec: SandboxSpec) -> None:
 
     try:
         render_prompts(
-            load_prompts(spec.config_dir), spec.root / "usr" / "share" / "asterisk" / "sounds"
+            load_prompts(spec.config_dir), spec.root / "usr" / "share" / "asterisk" / "sounds",
+            root=spec.root,
         )
     except PromptError as exc:
         raise SandboxError(str(exc)) from None

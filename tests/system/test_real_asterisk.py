@@ -151,7 +151,7 @@ async def test_answered_call_matches_queue_log(
     steps = await pg_pool.fetch(
         "SELECT step FROM ivr_steps WHERE uniqueid = $1 ORDER BY at, id", call["uniqueid"]
     )
-    assert [s["step"] for s in steps][:1] == ["greeting"]
+    assert [s["step"] for s in steps][:2] == ["language.start", "greeting"]
     assert "choice" in [s["step"] for s in steps]
 
     # the operator's shift as app_queue reported it: logged in, rang, talked, left

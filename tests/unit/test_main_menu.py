@@ -51,7 +51,7 @@ def config() -> IvrConfig:
 
 
 async def run_call(
-    config: IvrConfig, journal: Any, replies: list[str], **route_kwargs: float
+    config: IvrConfig, journal: Any, replies: list[str], **route_kwargs: Any
 ) -> list[str]:
     """One call through the real server; returns the commands the flow sent."""
     routes = {"ivr": make_main_menu(config, journal, "pbx-1", **route_kwargs)}
@@ -68,7 +68,9 @@ async def run_call(
 
 
 def variables(commands: list[str]) -> list[str]:
-    return [c for c in commands if c.startswith("SET VARIABLE")]
+    """The variables the dialplan reads (not the channel's language)."""
+    return [c for c in commands
+            if c.startswith("SET VARIABLE") and not c.startswith('SET VARIABLE "CHANNEL(')]
 
 
 # --- configuration -------------------------------------------------------------
@@ -152,7 +154,7 @@ def test_unreadable_config_files(tmp_path: Path) -> None:
 
 def test_build_routes_registers_ivr(config: IvrConfig) -> None:
     assert MAIN_MENU_ROUTE == "ivr"
-    assert set(build_routes(config, MemoryJournal(), "pbx-1")) == {"ivr"}
+    assert set(build_routes(config, MemoryJournal(), "pbx-1")) == {"ivr", "survey"}
 
 
 async def test_valid_digit_routes_to_its_queue(config: IvrConfig) -> None:
@@ -160,14 +162,19 @@ async def test_valid_digit_routes_to_its_queue(config: IvrConfig) -> None:
     commands = await run_call(config, journal, ["200 result=2"])
     assert commands == [
         "ANSWER",
-        'STREAM FILE "silence/1" "0123"',
-        'STREAM FILE "hotline/greeting" "0123"',
+        'STREAM FILE "silence/1" "012398"',  # 9: English, 8: status
+        'STREAM FILE "hotline/greeting" "012398"',
+        # the other language offered in its own words
+        'SET VARIABLE "CHANNEL(language)" "en"',
+        'STREAM FILE "hotline/language_offer" "012398"',
+        'SET VARIABLE "CHANNEL(language)" "uk"',
         f'GET DATA "hotline/menu" {config.timeout_ms} 1',
         'SET VARIABLE "IVR_CHOICE" "2"',
         'SET VARIABLE "HOTLINE_QUEUE" "transport"',
         'SET VARIABLE "IVR_SOURCE" "fastagi"',
     ]
-    assert journal.names() == ["greeting", "menu", "choice", "route"]
+    assert journal.names() == [
+        "language.start", "greeting", "language.offer", "menu", "choice", "route"]
     route = journal.steps[-1]
     assert (route.asterisk_server, route.uniqueid) == ("pbx-1", "1714000000.42")
     assert route.detail == {
@@ -189,7 +196,9 @@ async def test_invalid_then_timeout_then_valid(config: IvrConfig) -> None:
         'SET VARIABLE "HOTLINE_QUEUE" "housing"',
     ]
     assert journal.names() == [
+        "language.start",
         "greeting",
+        "language.offer",
         "menu",
         "invalid",
         "menu",
@@ -221,7 +230,7 @@ async def test_hangup_mid_menu_is_recorded_quietly(config: IvrConfig) -> None:
         commands = await run_call(
             config,
             journal,
-            ["200 result=9", "HANGUP|511 Command Not Permitted on a dead channel"],
+            ["200 result=7", "HANGUP|511 Command Not Permitted on a dead channel"],
         )
     assert variables(commands) == []
     assert journal.names()[-1] == "hangup"
@@ -239,7 +248,8 @@ async def test_journal_down_does_not_break_the_call(config: IvrConfig) -> None:
         'SET VARIABLE "IVR_SOURCE" "fastagi"',
     ]
     failures = [e for e in logs if e["event"] == "ivr_journal_failed"]
-    assert len(failures) == journal.calls == 4  # greeting, menu, choice, route
+    # language.start, greeting, language.offer, menu, choice, route
+    assert len(failures) == journal.calls == 6
     assert not [e for e in logs if e["event"] == "agi_route_failed"]
 
 
@@ -282,4 +292,4 @@ async def test_digit_pressed_during_greeting_skips_the_menu(config: IvrConfig) -
         'SET VARIABLE "HOTLINE_QUEUE" "housing"',
         'SET VARIABLE "IVR_SOURCE" "fastagi"',
     ]
-    assert journal.names() == ["greeting", "choice", "route"]
+    assert journal.names() == ["language.start", "greeting", "choice", "route"]

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from hotline.checks import check_config
 from hotline.devtools.prompts import (
     PromptError,
     PromptSet,
@@ -77,7 +78,8 @@ def test_empty_text_is_refused(tmp_path: Path) -> None:
 )
 def test_prompt_problems_name_file_and_key(text: str, file: str, key: str) -> None:
     config = load_ivr_config(CONFIG_DIR)
-    _, problems = check_prompts(text, config.prompts())
+    menu = {k: v for k, v in config.prompts().items() if k.startswith("menu.")}
+    _, problems = check_prompts(text, menu)
     assert [(p.file, p.key) for p in problems] == [(file, key)]
 
 
@@ -85,3 +87,38 @@ def test_missing_tools_are_named(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
     monkeypatch.setattr("shutil.which", lambda tool: None)
     with pytest.raises(PromptError, match="apt-get install espeak-ng sox"):
         render_prompts(PromptSet("uk", "uk", 150, {"x": "y"}), tmp_path)
+
+
+def test_every_prompt_needs_both_languages(tmp_path: Path) -> None:
+    shutil.copytree(CONFIG_DIR, tmp_path, dirs_exist_ok=True)
+    text = (tmp_path / "prompts.toml").read_text()
+    text = text.replace('"hotline/survey/thanks" = "Thank you for your rating! Goodbye."\n', "")
+    text = text.replace('"hotline/month/year" = "року"\n', "")
+    (tmp_path / "prompts.toml").write_text(text)
+    found = {(Path(p.file).name, p.key) for p in check_config(tmp_path, asterisk_etc=None)}
+    assert ("prompts.toml", 'en.text."hotline/survey/thanks"') in found
+    assert ("prompts.toml", 'text."hotline/month/year"') in found  # "року" of a due date
+    with pytest.raises(IvrConfigError, match="and 1 more problem"):
+        load_prompts(tmp_path)
+
+
+def test_shipped_prompts_speak_english_too() -> None:
+    prompts = load_prompts(CONFIG_DIR)
+    english = prompts.translations["en"]
+    assert english.voice == "en"
+    assert "For housing and utilities, press 1." in english.texts["hotline/menu"]
+    assert english.texts["hotline/language_offer"] == "For English, press 9."
+    assert prompts.texts["hotline/language_offer"] == "Українською — натисніть 9."
+    assert prompts.texts["hotline/category/no_hot_water"] == "Відсутність ГВП"
+    assert english.texts["hotline/category/no_hot_water"] == "No hot water"
+
+
+def test_english_prompts_land_inside_the_chroot(tmp_path: Path) -> None:
+    """Debian's sounds/en is an absolute link: followed in the tree, never on the host."""
+    sounds = tmp_path / "usr" / "share" / "asterisk" / "sounds"
+    (tmp_path / "usr" / "share" / "asterisk" / "sounds" / "en_US_f_Allison").mkdir(parents=True)
+    (sounds / "en").symlink_to("/usr/share/asterisk/sounds/en_US_f_Allison")
+    english = PromptSet("en", "en", 160, {"hotline/test": "Sound check."})
+    prompts = PromptSet("uk", "uk", 160, {"hotline/test": "Перевірка."}, {"en": english})
+    assert render_prompts(prompts, sounds, root=tmp_path) == ["hotline/test", "en:hotline/test"]
+    assert (sounds / "en_US_f_Allison" / "hotline" / "test.wav").is_file()
