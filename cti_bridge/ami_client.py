@@ -65,7 +65,9 @@ ESSENTIAL_EVENTS = (
     "OriginateResponse", "FullyBooted", "Shutdown", "Reload",
 )
 #: The channel variables the call tracker builds a record from (VarSet).
-ESSENTIAL_VARIABLES = frozenset({"IVR_CHOICE", "IVR_SOURCE", "HOTLINE_QUEUE", "QUEUESTATUS"})
+ESSENTIAL_VARIABLES = frozenset(
+    {"IVR_CHOICE", "IVR_SOURCE", "HOTLINE_QUEUE", "QUEUESTATUS", "IVR_EXIT"}
+)
 
 
 def essential_event(msg: AmiMessage) -> bool:

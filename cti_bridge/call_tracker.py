@@ -136,6 +136,7 @@ class _Call:
     member_uniqueid: str | None = None  # DestUniqueid of AgentConnect
     queue_status: str | None = None  # QUEUESTATUS after the last Queue() without an agent
     routed_queue: str | None = None  # HOTLINE_QUEUE, as set by the IVR
+    ivr_exit: str | None = None  # IVR_EXIT: the IVR ended the call without a queue
 
 
 class CallTracker:
@@ -418,6 +419,8 @@ class CallTracker:
             call.record.ivr_choice = value or None
         elif variable == "IVR_SOURCE":
             call.record.ivr_source = value or None
+        elif variable == "IVR_EXIT":
+            call.ivr_exit = value or None
         elif variable == "HOTLINE_QUEUE" and value:
             # The queue the IVR chose; it becomes the call's queue only if Queue()
             # tried it (joined, or refused to join: see _finish).
@@ -596,6 +599,10 @@ class CallTracker:
             record.operator_name = summary.operator_name
         if answered:
             record.outcome = CallOutcome.ANSWERED
+        elif last is None and call.ivr_exit == "callback":
+            # A callback booked instead of waiting: its queue's outcome of its own.
+            record.outcome = CallOutcome.CALLBACK
+            record.queue = call.routed_queue
         elif last is None:
             refused = call.queue_status in _JOIN_REFUSED
             record.outcome = CallOutcome.NO_AGENTS if refused else CallOutcome.IVR_ONLY

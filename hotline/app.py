@@ -26,6 +26,12 @@ from crm_sync.call_store import (
     RetryingCallSink,
     RetryingIvrJournal,
 )
+from crm_sync.callflow import (
+    PostgresCallbacks,
+    PostgresHoursOverrides,
+    PostgresNotices,
+    RedisQueueLoad,
+)
 from crm_sync.campaigns import load_campaigns_config
 from crm_sync.db import DatabaseUnavailable, create_pool, describe_dsn
 from crm_sync.ivr_store import (
@@ -43,6 +49,7 @@ from crm_sync.reconciler import QueueLogReconciler
 from crm_sync.spool import Spool
 from cti_bridge.ami_client import AmiClient
 from cti_bridge.call_tracker import CallTracker
+from cti_bridge.callback_dialer import CallbackDialer
 from cti_bridge.service import CtiService
 from hotline.core import health, metrics
 from hotline.core.aio import cancel_and_wait
@@ -62,6 +69,7 @@ from hotline.settings import (
     hide_credentials,
     read_or_create_secrets,
 )
+from hotline.web.announcements import ANNOUNCEMENT_AUDIO
 from hotline.web.app import build_web_app
 from hotline.web.campaigns import CAMPAIGNS_CONFIG
 from hotline.web.common import APPEALS
@@ -71,6 +79,7 @@ from hotline.web.delivery_reports import NOTIFICATIONS, Notifications
 from hotline.web.ops import MetricsAccess
 from hotline.web.options import WebOptions
 from ivr.flows import build_routes
+from ivr.flows.callflow import Callflow, load_callflow
 from ivr.menu import load_ivr_config
 from ivr.server import EnvLimits, FastAgiServer
 
@@ -263,9 +272,11 @@ async def _start_agi(service: HotlineService) -> None:
     appeal_lookup = PhoneAppealLookup(AppealsService(pool, calendar=appeals_config.calendar,
                                                      settings=appeals_config.settings))
     speakable = frozenset(await asyncio.to_thread(spoken_names, s.config_path))
-    routes = build_routes(load_ivr_config(s.config_path), journal, s.service.server_id,
+    menu = load_ivr_config(s.config_path)
+    routes = build_routes(menu, journal, s.service.server_id,
                           languages=PostgresCallerLanguages(pool), appeals=appeal_lookup,
-                          surveys=PostgresSurveySink(pool), speakable=speakable)
+                          surveys=PostgresSurveySink(pool), speakable=speakable,
+                          callflow=await _callflow(service, menu.queues.names))
     service.agi_server = FastAgiServer(
         routes, s.agi.host, s.agi.port, env_timeout=s.agi.env_timeout,
         max_sessions=s.agi.max_sessions, allowed_peers=s.agi.allowed_peers,
@@ -277,6 +288,52 @@ async def _start_agi(service: HotlineService) -> None:
     # Read when asked: a test (or a future hot reload) may replace the server.
     service.readiness.add(health.FASTAGI_LISTENER,
                           lambda: service.agi_server is not None and service.agi_server.listening)
+
+
+async def _callflow(service: HotlineService, queues: tuple[str, ...]) -> Callflow:
+    """District notices, hours and the callback offer (issue 9), over the case store
+    and the queue summary the ami role keeps in Redis."""
+    s, pool = service.settings, service.backends.pool
+    config, calendar = await asyncio.to_thread(load_callflow, s.config_path, queues)
+    return Callflow(config, calendar, PostgresNotices(pool),
+                    RedisQueueLoad(service.backends.redis), PostgresHoursOverrides(pool),
+                    PostgresCallbacks(pool), s.service.server_id)
+
+
+def _sounds_dir(settings: Settings) -> Path:
+    """Where Asterisk's sounds are: the sandbox tree's unless set."""
+    if settings.asterisk.sounds_dir:
+        return Path(settings.asterisk.sounds_dir)
+    return Path(settings.asterisk.root) / "usr" / "share" / "asterisk" / "sounds"
+
+
+def _announcement_audio(
+    settings: Settings,
+) -> Callable[[int, str, bytes | None], Awaitable[None]]:
+    """Writes an announcement's sound where Asterisk plays it from: the uploaded
+    recording, else the text spoken like the IVR's prompts."""
+    from crm_sync.callflow import notice_sound
+    from hotline.devtools.prompts import PromptSet, render_prompts
+
+    sounds = _sounds_dir(settings)
+
+    def write(announcement_id: int, text: str, wav: bytes | None) -> None:
+        name = notice_sound(announcement_id)
+        target = sounds / "uk" / f"{name}.wav"
+        if wav is not None:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            tmp = target.with_suffix(".tmp")
+            tmp.write_bytes(wav)
+            tmp.chmod(0o644)
+            tmp.replace(target)
+            target.with_suffix(".sha256").unlink(missing_ok=True)
+            return
+        render_prompts(PromptSet("uk", "uk", 150, {name: text}), sounds)
+
+    async def render(announcement_id: int, text: str, wav: bytes | None) -> None:
+        await asyncio.to_thread(write, announcement_id, text, wav)
+
+    return render
 
 
 def _call_spool_dir(settings: Settings, database_url: str) -> Path:
@@ -329,6 +386,15 @@ async def _start_ami(service: HotlineService) -> None:
     )
     await service.cti.start()
     service.on_stop("ami", service.cti.stop)
+    # The callback dialer shares the role's AMI link (issue 9): see cti_bridge.callback_dialer.
+    callflow, _ = await asyncio.to_thread(
+        load_callflow, s.config_path, load_ivr_config(s.config_path).queues.names)
+    if callflow.callback.enabled:
+        dialer = CallbackDialer(ami, PostgresCallbacks(pool), callflow.callback,
+                                f"{s.service.server_id}-{secrets.token_hex(3)}",
+                                s.service.server_id)
+        dialer.start()
+        service.on_stop("callback_dialer", dialer.stop)
     service.needs_backends(health.DATABASE, health.REDIS)
 
     def ami_up() -> bool:
@@ -375,6 +441,7 @@ async def _start_web(service: HotlineService) -> None:
     app[CRM_WEBHOOK] = CrmWebhook(s.crm.webhook_secret.encode())
     app[CAMPAIGNS_CONFIG] = await asyncio.to_thread(load_campaigns_config, s.config_path)
     app[LEADERSHIP_CONFIG] = await asyncio.to_thread(load_leadership_config, s.config_path)
+    app[ANNOUNCEMENT_AUDIO] = _announcement_audio(s)
     service.web_runner = web.AppRunner(app, access_log=None)
     await service.web_runner.setup()
     service.on_stop("web", service.web_runner.cleanup)

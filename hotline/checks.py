@@ -33,6 +33,7 @@ from crm_sync.appeals.config import check_appeals_config
 from crm_sync.leadership.config import check_leadership_config
 from crm_sync.notifications.templates import check_notifications_config
 from crm_sync.taxonomy import check_taxonomy
+from hotline.core.callflow import CALLFLOW_FILE, check_callflow_text
 from hotline.core.problems import Problem
 from hotline.core.queues import CATALOGUE_FILE, QueueCatalogue, check_catalogue
 from hotline.core.queues import dialplan_globals as queue_globals
@@ -88,6 +89,7 @@ def check_config(
         if catalogue is not None:
             ivr, more = check_ivr_text(text, catalogue)
             found(more)
+    found(_check_callflow(config_dir, catalogue))
     text, more = read_config_file(config_dir, PROMPTS_FILE)
     found(more)
     language = "uk"
@@ -118,6 +120,22 @@ def check_config(
         categories={c.code for c in taxonomy.categories} if taxonomy else None,
         spheres={s.code for s in taxonomy.spheres} if taxonomy else None,
     ))
+    return problems
+
+
+def _check_callflow(config_dir: Path, catalogue: QueueCatalogue | None) -> list[Problem]:
+    """``callflow.toml`` (notices, hours, callbacks), and its prompts' words."""
+    text, problems = read_config_file(config_dir, CALLFLOW_FILE)
+    if text is None or catalogue is None:
+        return problems
+    callflow, problems = check_callflow_text(text, catalogue.names)
+    words, _ = read_config_file(config_dir, PROMPTS_FILE)
+    prompts = check_prompts(words)[0] if words is not None else None
+    if callflow is not None and prompts is not None:
+        problems += [Problem(CALLFLOW_FILE, key, f"unknown prompt {sound!r}: {PROMPTS_FILE} "
+                                                 "has no words for it")
+                     for key, sound in callflow.prompts().items()
+                     if sound.startswith("hotline/") and sound not in prompts.texts]
     return problems
 
 

@@ -151,6 +151,8 @@ class AsteriskSettings:
     # Operators' logins that get a PJSIP endpoint PJSIP/<login> in the sandbox (a
     # softphone registers there); each password is generated, never configured.
     sip_operators: list[str] = field(default_factory=list)
+    # Where announcements' sounds are written (issue 9): empty = the sandbox tree's.
+    sounds_dir: str = ""
     # Asterisk's queue_log, which call records are reconciled with: empty = the
     # sandbox instance's; "off" = no reconciliation.
     queue_log: str = ""

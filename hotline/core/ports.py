@@ -6,14 +6,25 @@ PostgreSQL / Redis in the composition root (``hotline.app``).
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from datetime import datetime
 from typing import Any, Protocol
 
 from hotline.core.appeals import AppealLookup
-from hotline.core.records import CallRecord, IvrStep, OperatorStateChange
+from hotline.core.callflow import HoursOverride, QueueLoad
+from hotline.core.records import (
+    CallbackJob,
+    CallbackRequest,
+    CallRecord,
+    IvrStep,
+    Notice,
+    OperatorStateChange,
+)
 
 __all__ = [
-    "AppealLookup", "CallSink", "CallerLanguages", "IvrJournal", "LiveBus",
-    "OperatorStateSink", "SurveySink",
+    "AppealLookup", "CallSink", "CallbackBook", "CallbackQueue", "CallerLanguages",
+    "HoursOverrideSource", "IvrJournal", "LiveBus", "NoticeSource", "OperatorStateSink",
+    "QueueLoadSource", "SurveySink",
 ]
 
 
@@ -54,3 +65,44 @@ class SurveySink(Protocol):
     ) -> bool:
         """True when the call's record took the score."""
         ...
+
+
+class NoticeSource(Protocol):
+    """Active announcements for a caller's district (the district of the citizen
+    with that number in the case store)."""
+
+    async def notices_for(self, caller_number: str, at: datetime) -> list[Notice]: ...
+
+
+class QueueLoadSource(Protocol):
+    """The queues' live state as the AMI role last saw it."""
+
+    async def queue_load(self, queue: str) -> QueueLoad | None: ...
+
+
+class HoursOverrideSource(Protocol):
+    async def hours_overrides(self) -> Mapping[str, HoursOverride]: ...
+
+
+class CallbackBook(Protocol):
+    """Where the IVR books a callback; returns the request's id (the same one
+    again for the same call)."""
+
+    async def book_callback(self, request: CallbackRequest) -> int: ...
+
+
+class CallbackQueue(Protocol):
+    """The dialer's side of the callback requests (shared by every dialer process)."""
+
+    async def queues_waiting(self) -> list[str]: ...
+
+    async def claim(
+        self, queue: str, free: int, dialer: str, lease_seconds: float
+    ) -> CallbackJob | None:
+        """The oldest due request of ``queue`` (by original arrival), if fewer than
+        ``free`` (free operators less callers waiting) callbacks of it are being
+        dialled; None otherwise. At most one dialer gets a given attempt."""
+
+    async def finish(
+        self, job: CallbackJob, answered: bool, detail: str, retry_seconds: float
+    ) -> str: ...

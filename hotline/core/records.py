@@ -19,6 +19,7 @@ class CallOutcome(enum.StrEnum):
     TIMEOUT = "timeout"  # the queue gave up (EXITWITHTIMEOUT)
     NO_AGENTS = "no_agents"  # the queue had no one to ring (EXITEMPTY / join empty)
     IN_PROGRESS = "in_progress"
+    CALLBACK = "callback"  # the caller left the IVR with a callback booked instead of waiting
 
 
 #: Where a talk time came from: app_queue's AgentComplete (TalkTime), derived
@@ -103,3 +104,43 @@ class OperatorStateChange:
     state: str  # logged_in / logged_out / paused / available / ringing / in_call / unavailable
     reason: str | None = None  # the pause reason an operator gave
     member_name: str | None = None
+
+
+@dataclass(frozen=True)
+class Notice:
+    """An announcement a caller hears before the menu (an outage in their district)."""
+
+    id: int
+    kind: str
+    sound: str  # the sound name Asterisk plays, e.g. hotline/notices/7
+    text: str
+
+
+@dataclass(frozen=True)
+class CallbackRequest:
+    """A caller asked to be called back instead of waiting; ``arrived_at`` (the
+    call's start) is their place in line."""
+
+    asterisk_server: str
+    uniqueid: str
+    queue: str
+    caller_number: str
+    reason: str  # wait / closed
+    arrived_at: datetime
+    max_attempts: int
+
+
+@dataclass(frozen=True)
+class CallbackJob:
+    """One attempt of a callback, claimed by one dialer."""
+
+    request_id: int
+    queue: str
+    caller_number: str
+    arrived_at: datetime
+    attempt: int  # 1, 2, …: the Originate's ActionID and ChannelId derive from it
+    max_attempts: int
+
+    @property
+    def key(self) -> str:
+        return f"cb-{self.request_id}-{self.attempt}"

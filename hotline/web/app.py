@@ -13,6 +13,7 @@ from aiohttp import web
 from crm_sync.people import PasswordChecker
 from hotline.core.health import Readiness
 from hotline.web import (
+    announcements,
     auth,
     campaigns,
     crm_webhook,
@@ -45,7 +46,7 @@ from hotline.web.sessions import SessionStore
 
 #: The web modules; a new page or API is one module with its ``ROUTES``.
 MODULES = (auth, ops, wallboard, open311, openapi, executor, routing_admin, delivery_reports,
-           crm_webhook, campaigns, outbox_admin, informing, dashboard)
+           crm_webhook, campaigns, outbox_admin, informing, dashboard, announcements)
 STATIC_PREFIX = "/static/"
 
 

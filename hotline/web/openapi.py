@@ -9,7 +9,15 @@ from typing import Any
 
 from aiohttp import web
 
-from hotline.web import campaigns, dashboard, executor, informing, outbox_admin, routing_admin
+from hotline.web import (
+    announcements,
+    campaigns,
+    dashboard,
+    executor,
+    informing,
+    outbox_admin,
+    routing_admin,
+)
 from hotline.web.common import Route, json_response
 
 OPENAPI_PATH = "/openapi.json"
@@ -278,6 +286,7 @@ def document() -> dict[str, Any]:
             **campaigns.OPENAPI_PATHS,
             **informing.OPENAPI_PATHS,
             **dashboard.OPENAPI_PATHS,
+            **announcements.OPENAPI_PATHS,
         },
     }
 

@@ -11,6 +11,7 @@ docstring lists: the main menu's unprefixed, the others ``<flow>.<event>``.
 from __future__ import annotations
 
 from hotline.core.ports import AppealLookup, CallerLanguages, IvrJournal, SurveySink
+from ivr.flows.callflow import Callflow
 from ivr.flows.main_menu import ROUTE_NAME as MAIN_MENU_ROUTE
 from ivr.flows.main_menu import make_main_menu
 from ivr.flows.survey import ROUTE_NAME as SURVEY_ROUTE
@@ -30,11 +31,13 @@ def build_routes(
     appeals: AppealLookup | None = None,
     surveys: SurveySink | None = None,
     speakable: frozenset[str] | None = None,
+    callflow: Callflow | None = None,
 ) -> dict[str, Route]:
     """The route table for :class:`ivr.server.FastAgiServer` (path of the agi:// URL → flow).
     ``speakable``: the category and executor names that have prompts."""
     return {
         MAIN_MENU_ROUTE: make_main_menu(config, journal, server_id, languages=languages,
-                                        appeals=appeals, speakable=speakable),
+                                        appeals=appeals, speakable=speakable,
+                                        callflow=callflow),
         SURVEY_ROUTE: make_survey(config.survey, journal, surveys, server_id),
     }

@@ -28,6 +28,7 @@ from typing import Any
 from hotline.core.ports import AppealLookup, CallerLanguages, IvrJournal
 from hotline.core.records import IvrStep
 from ivr.flows.appeal_status import AppealStatusStep
+from ivr.flows.callflow import Callflow
 from ivr.flows.language import LanguageStep
 from ivr.menu import IvrConfig
 from ivr.server import AgiHangup, AgiSession, Route
@@ -45,6 +46,7 @@ def make_main_menu(
     languages: CallerLanguages | None = None,
     appeals: AppealLookup | None = None,
     speakable: frozenset[str] | None = None,
+    callflow: Callflow | None = None,
 ) -> Route:
     """``journal_timeout`` bounds each journal write: with the database down
     the caller must not wait for a connection timeout."""
@@ -56,6 +58,8 @@ def make_main_menu(
 
     async def main_menu(session: AgiSession) -> None:
         log = session.log.bind(flow=ROUTE_NAME)
+        arrived_at = datetime.now(UTC)  # the caller's place in line for a callback
+        heard_notice = False
 
         async def record(step: str, **detail: Any) -> None:
             fact = IvrStep(server_id, session.env.uniqueid, datetime.now(UTC), step, detail)
@@ -100,8 +104,14 @@ def make_main_menu(
             if early is not None:
                 choice, queue = pressed, early.queue
                 await record("choice", digit=pressed, queue=queue, attempt=0)
+            skipped = False
+            if callflow is not None and early is None:
+                step = "notice"
+                heard_notice, skipped = await callflow.play_notices(session, record)
+                if skipped:  # straight to an operator: the default queue, no menu
+                    await record("choice", digit="", queue=queue, attempt=0, reason="notice_skip")
             attempt, extras = 0, 0
-            while not early and attempt < config.max_attempts:
+            while not early and not skipped and attempt < config.max_attempts:
                 attempt += 1
                 step = "menu"
                 digits, timed_out = await session.get_data(config.menu_prompt, config.timeout_ms, 1)
@@ -130,6 +140,18 @@ def make_main_menu(
                 if attempt < config.max_attempts:
                     await session.stream_file(config.invalid_prompt)
 
+            if callflow is not None:
+                step = "hours_callback"
+                ivr_exit = await callflow.before_queue(session, queue, arrived_at, record)
+                if ivr_exit is not None:
+                    # The dialplan hangs up instead of queueing (and the call's
+                    # record says "callback" when one was booked).
+                    await session.set_variable("IVR_EXIT", ivr_exit)
+                    await session.set_variable("IVR_CHOICE", choice)
+                    await session.set_variable("HOTLINE_QUEUE", queue)
+                    await session.set_variable("IVR_SOURCE", SOURCE)
+                    await record("exit", queue=queue, exit=ivr_exit)
+                    return
             step = "route"
             await session.set_variable("IVR_CHOICE", choice)
             await session.set_variable("HOTLINE_QUEUE", queue)
@@ -139,7 +161,7 @@ def make_main_menu(
             log.info("ivr_routed", queue=queue, choice=choice, reason=reason)
         except AgiHangup as exc:
             log.info("ivr_caller_hung_up", step=step, reason=str(exc))
-            await record("hangup", during=step)
+            await record("hangup", during=step, **({"after_notice": True} if heard_notice else {}))
         except Exception as exc:
             await record("error", during=step, error=type(exc).__name__)
             raise  # the server logs it and closes: the dialplan takes its fallback

@@ -173,8 +173,9 @@ def test_service_account_has_least_privilege(tmp_path: Path) -> None:
     sandbox.render_config(s)
     sections = manager_sections((s.etc_dir / "manager.conf").read_text())
     bridge = sections["hotline"]
-    # CoreStatus/CoreShowChannels (reporting); events of calls, queues, VarSet
-    assert classes(bridge["write"]) == {"reporting"}
+    # CoreStatus/CoreShowChannels (reporting), the callback dialer's Originate
+    # (originate; no system, so never an Originate of System/Exec)
+    assert classes(bridge["write"]) == {"reporting", "originate"}
     assert classes(bridge["read"]) == {"call", "agent", "dialplan"}
     assert (bridge["deny"], bridge["permit"]) == ("0.0.0.0/0.0.0.0", "127.0.0.1/255.255.255.255")
     assert sections["general"]["bindaddr"] == "127.0.0.1"
