@@ -83,8 +83,15 @@ class CallbackDialer:
         self._loop_task = asyncio.create_task(self._run(), name=f"callback-dialer-{self.name}")
 
     async def stop(self) -> None:
+        """A call being placed is abandoned here: its request stays claimed until
+        the lease runs out, then a dialer takes the same attempt again."""
         await cancel_and_wait(self._loop_task, *self._calls)
         self._loop_task = None
+
+    async def wait_idle(self) -> None:
+        """Until every callback started so far has its result recorded."""
+        while self._calls:
+            await asyncio.wait(list(self._calls))
 
     async def _run(self) -> None:
         while True:

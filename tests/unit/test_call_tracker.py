@@ -526,3 +526,19 @@ def test_a_join_queued_before_the_resync_does_not_double_the_stay() -> None:
                            Timestamp="1795880100"))
     assert [(a.queue, a.position) for a in joined.attempts] == [("housing", 2)]
     assert joined.attempts[0].entered_at == datetime.fromtimestamp(1795880100, UTC)
+
+
+def test_callback_booked_in_the_ivr_is_its_queues_own_outcome() -> None:
+    t = tracker()
+    t.handle(new_channel())
+    t.handle(ev("VarSet", Variable="HOTLINE_QUEUE", Value="main"))
+    t.handle(ev("VarSet", Variable="IVR_EXIT", Value="callback"))
+    t.handle(ev("VarSet", Variable="HOTLINE_QUEUE", Value="housing"))
+    [final] = t.handle(ev("Hangup", Cause="16"))
+    assert final.outcome is CallOutcome.CALLBACK and final.outcome == "callback"
+    assert final.queue == "housing" and final.attempts == []
+    # closed without a callback: the caller simply never queued
+    t.handle(new_channel("1700000000.3"))
+    t.handle(ev("VarSet", uid="1700000000.3", Variable="IVR_EXIT", Value="closed"))
+    [closed] = t.handle(ev("Hangup", uid="1700000000.3", Cause="16"))
+    assert closed.outcome is CallOutcome.IVR_ONLY
