@@ -255,8 +255,8 @@ OPENAPI_PATHS: dict[str, Any] = {
             "type": "string", "format": "binary"}}}})},
     _BASE + "/{announcement_id}/cancel": {"post": _doc(
         "stop an announcement now", "200", parameters=_ID)},
+    "/api/admin/hours": {"get": _doc("the emergency hours overrides and their audit", "200")},
     "/api/admin/hours/override": {
-        "get": _doc("the emergency hours overrides and their audit", "200"),
         "post": _doc("open or close a queue (or \"*\") whatever its hours; mode null lifts "
                      "it (admins)", "200", requestBody={"required": True, "content": _JSON}),
     },
@@ -270,7 +270,8 @@ ROUTES = [
     Route("POST", _BASE, create, EDITORS),
     Route("PUT", _BASE + "/{announcement_id}/recording", upload_recording, EDITORS),
     Route("POST", _BASE + "/{announcement_id}/cancel", cancel, EDITORS),
-    Route("GET", "/api/admin/hours/override", get_override, EDITORS),
+    # Roles are per path (hotline.web.app): reading and switching are two paths.
+    Route("GET", "/api/admin/hours", get_override, EDITORS),
     Route("POST", "/api/admin/hours/override", set_override, (ADMIN,)),
     Route("GET", "/api/callbacks", callbacks, WATCHERS),
 ]
