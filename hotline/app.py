@@ -307,7 +307,7 @@ def _sounds_dir(settings: Settings) -> Path:
     return Path(settings.asterisk.root) / "usr" / "share" / "asterisk" / "sounds"
 
 
-def _announcement_audio(
+def announcement_audio(
     settings: Settings,
 ) -> Callable[[int, str, bytes | None], Awaitable[None]]:
     """Writes an announcement's sound where Asterisk plays it from: the uploaded
@@ -441,7 +441,7 @@ async def _start_web(service: HotlineService) -> None:
     app[CRM_WEBHOOK] = CrmWebhook(s.crm.webhook_secret.encode())
     app[CAMPAIGNS_CONFIG] = await asyncio.to_thread(load_campaigns_config, s.config_path)
     app[LEADERSHIP_CONFIG] = await asyncio.to_thread(load_leadership_config, s.config_path)
-    app[ANNOUNCEMENT_AUDIO] = _announcement_audio(s)
+    app[ANNOUNCEMENT_AUDIO] = announcement_audio(s)
     service.web_runner = web.AppRunner(app, access_log=None)
     await service.web_runner.setup()
     service.on_stop("web", service.web_runner.cleanup)

@@ -54,7 +54,7 @@ async def client(
     pool: asyncpg.Pool, redis_client: aioredis.Redis, audio: Audio
 ) -> AsyncIterator[Client]:
     app = build_web_app(pool, redis_client, SESSION_KEY)
-    app[ANNOUNCEMENT_AUDIO] = audio
+    app[ANNOUNCEMENT_AUDIO] = audio.__call__
     async with TestClient(TestServer(app)) as c:
         yield c
 

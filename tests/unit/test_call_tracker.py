@@ -535,7 +535,7 @@ def test_callback_booked_in_the_ivr_is_its_queues_own_outcome() -> None:
     t.handle(ev("VarSet", Variable="IVR_EXIT", Value="callback"))
     t.handle(ev("VarSet", Variable="HOTLINE_QUEUE", Value="housing"))
     [final] = t.handle(ev("Hangup", Cause="16"))
-    assert final.outcome is CallOutcome.CALLBACK and final.outcome == "callback"
+    assert final.outcome is CallOutcome.CALLBACK and str(final.outcome) == "callback"
     assert final.queue == "housing" and final.attempts == []
     # closed without a callback: the caller simply never queued
     t.handle(new_channel("1700000000.3"))

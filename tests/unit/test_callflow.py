@@ -7,7 +7,7 @@ import asyncio
 import copy
 import tomllib
 from collections.abc import Mapping
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 
 import pytest
@@ -80,8 +80,7 @@ def test_free_operators_leave_room_for_callers_waiting_and_callbacks_dialled() -
 
 
 KYIV_CALENDAR = load_calendar(CONFIG_DIR)
-DAYTIME = QueueHours(Span(parse_span("08:00-20:00").start, parse_span("08:00-20:00").end),
-                     None)
+DAYTIME = QueueHours(parse_span("08:00-20:00"), None)
 
 
 def kyiv(day: date, hour: int, minute: int = 0) -> datetime:
@@ -121,7 +120,7 @@ def test_emergency_override_wins_and_a_queues_own_beats_the_global_one() -> None
 
 def test_spans() -> None:
     assert parse_span("") is None
-    assert parse_span("00:00-24:00") == Span(parse_span("00:00-01:00").start, None)
+    assert parse_span("00:00-24:00") == Span(time(0), None)
     for bad in ("8:00-20:00", "20:00-08:00", "08:00-25:00", "08:00 - 20:00", "08:60-09:00"):
         with pytest.raises(ValueError):
             parse_span(bad)
@@ -182,8 +181,9 @@ class MemoryCallbacks:
     more being dialled than ``free``."""
 
     def __init__(self, requests: list[tuple[int, str, datetime]]) -> None:
-        self.rows = {rid: {"queue": q, "arrived": at, "status": "pending", "attempts": 0}
-                     for rid, q, at in requests}
+        self.rows: dict[int, dict[str, Any]] = {
+            rid: {"queue": q, "arrived": at, "status": "pending", "attempts": 0}
+            for rid, q, at in requests}
         self.finished: list[tuple[int, bool]] = []
 
     async def queues_waiting(self) -> list[str]:
