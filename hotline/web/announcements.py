@@ -243,6 +243,12 @@ def _doc(summary: str, ok: str, **more: Any) -> dict[str, Any]:
 
 #: This module's part of the OpenAPI document (:mod:`hotline.web.openapi`).
 OPENAPI_PATHS: dict[str, Any] = {
+    "/admin/announcements": {"get": {
+        "summary": "the announcements page (supervisors, admins)", "security": _SESSION,
+        "responses": {"200": {"description": "the page",
+                              "content": {"text/html": {"schema": {"type": "string"}}}},
+                      "302": {"description": "not signed in: to /login"},
+                      "403": {"description": "not a supervisor or admin"}}}},
     _BASE: {
         "get": _doc("announcements, districts (and the CSRF token for changes)", "200"),
         "post": _doc("announce to callers of some districts for a period (the text is "

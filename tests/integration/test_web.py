@@ -86,6 +86,14 @@ PROTECTED: list[tuple[str, str, str]] = [
     ("GET", "/dashboard", "page"),
     ("GET", "/dashboard/csv/{name}.csv", "page"),
     ("GET", "/api/dashboard", "api"),
+    ("GET", "/admin/announcements", "page"),
+    ("GET", "/api/admin/announcements", "api"),
+    ("POST", "/api/admin/announcements", "api"),
+    ("PUT", "/api/admin/announcements/{announcement_id}/recording", "api"),
+    ("POST", "/api/admin/announcements/{announcement_id}/cancel", "api"),
+    ("GET", "/api/admin/hours", "api"),
+    ("POST", "/api/admin/hours/override", "api"),
+    ("GET", "/api/callbacks", "api"),
 ]
 WATCHER_ONLY = ["/wallboard", "/api/calls/recent", "/api/stats/today", "/api/queues", "/ws/live"]
 

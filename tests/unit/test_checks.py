@@ -134,3 +134,15 @@ def test_asterisk_sounds_the_menu_plays(tmp_path: Path, config: Path) -> None:
     (root / "etc" / "alternatives" / "prompt-en" / "silence" / "1.gsm").write_bytes(b"x")
     assert found(config, asterisk_root=root) == []
     assert found(config, asterisk_root=tmp_path / "no-tree") == []  # no sandbox: not checked
+
+
+def test_callflow_problems_are_named(config: Path) -> None:
+    edit(config / "callflow.toml", "threshold_seconds = 180", "threshold_seconds = -5")
+    edit(config / "callflow.toml", 'closed_prompt = "hotline/closed"',
+         'closed_prompt = "hotline/we_are_closed"')
+    assert found(config) == [("callflow.toml", "callback.threshold_seconds")]
+    edit(config / "callflow.toml", "threshold_seconds = -5", "threshold_seconds = 60")
+    # a prompt without words would never get a sound file
+    assert found(config) == [("callflow.toml", "hours.closed_prompt")]
+    (config / "callflow.toml").unlink()
+    assert found(config) == [("callflow.toml", "")]
