@@ -222,3 +222,24 @@ async def test_who_may_do_what(client: Client, pool: asyncpg.Pool) -> None:
     assert lifted.status == 200
     assert await pool.fetchval("SELECT count(*) FROM hours_overrides") == 0
     assert await pool.fetchval("SELECT count(*) FROM hours_override_audit") == 2
+
+
+async def test_the_wallboard_sees_callbacks_per_queue(client: Client, pool: asyncpg.Pool) -> None:
+    from crm_sync.callflow import PostgresCallbacks
+    from hotline.core.records import CallbackRequest
+
+    store = PostgresCallbacks(pool)
+    for n in range(3):
+        await store.book_callback(CallbackRequest(
+            "pbx-web", f"1700000001.{n}", "wbq", f"38044700000{n}", "wait",
+            datetime.now(UTC), 3))
+    job = await store.claim("wbq", 1, "d", 60)
+    assert job is not None
+    await store.finish(job, True, "answered", 0)
+    await sign_in_as(client, pool, "leadership")
+    response = await client.get("/api/callbacks")
+    assert response.status == 200
+    [queue] = [q for q in (await response.json())["queues"] if q["queue"] == "wbq"]
+    assert (queue["waiting"], queue["dialing"], queue["placed_today"]) == (2, 0, 1)
+    page = await client.get("/wallboard")
+    assert 'id="callbacks"' in await page.text()

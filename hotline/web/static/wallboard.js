@@ -34,7 +34,14 @@ async function refreshCalls() {
      <td class="${esc(c.outcome)}">${esc(c.outcome)}</td></tr>`).join('')
     : '<tr><td colspan="8" class="empty">No calls yet</td></tr>';
 }
-function refreshAll() { refreshQueues(); refreshToday(); refreshCalls(); }
+async function refreshCallbacks() {
+  const data = await getJson('/api/callbacks');
+  document.querySelector('#callbacks tbody').innerHTML = data.queues.length ? data.queues.map(q =>
+    `<tr data-queue="${esc(q.queue)}"><td>${esc(q.queue)}</td><td>${num(q.waiting)}</td>
+     <td>${num(q.dialing)}</td><td>${num(q.placed_today)}</td><td>${num(q.failed_today)}</td></tr>`
+  ).join('') : '<tr><td colspan="5" class="empty">No callbacks</td></tr>';
+}
+function refreshAll() { refreshQueues(); refreshToday(); refreshCalls(); refreshCallbacks(); }
 let pending = null;
 function connect() {
   const ws = new WebSocket((location.protocol === 'https:' ? 'wss://' : 'ws://') +
@@ -43,7 +50,7 @@ function connect() {
   ws.onmessage = ev => {
     let msg;
     try { msg = JSON.parse(ev.data); } catch (e) { msg = {}; }
-    if (msg.type === 'queues') { refreshQueues(); return; }
+    if (msg.type === 'queues') { refreshQueues(); refreshCallbacks(); return; }
     clearTimeout(pending); pending = setTimeout(() => { refreshToday(); refreshCalls(); }, 300);
   };
   ws.onclose = ev => {
