@@ -317,18 +317,24 @@ def announcement_audio(
 
     sounds = _sounds_dir(settings)
 
+    def place(target: Path, wav: bytes) -> None:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        tmp = target.with_suffix(".tmp")
+        tmp.write_bytes(wav)
+        tmp.chmod(0o644)
+        tmp.replace(target)
+        target.with_suffix(".sha256").unlink(missing_ok=True)
+
     def write(announcement_id: int, text: str, wav: bytes | None) -> None:
         name = notice_sound(announcement_id)
-        target = sounds / "uk" / f"{name}.wav"
-        if wav is not None:
-            target.parent.mkdir(parents=True, exist_ok=True)
-            tmp = target.with_suffix(".tmp")
-            tmp.write_bytes(wav)
-            tmp.chmod(0o644)
-            tmp.replace(target)
-            target.with_suffix(".sha256").unlink(missing_ok=True)
-            return
-        render_prompts(PromptSet("uk", "uk", 150, {name: text}), sounds)
+        if wav is None:
+            render_prompts(PromptSet("uk", "uk", 150, {name: text}), sounds)
+            wav = (sounds / "uk" / f"{name}.wav").read_bytes()
+        else:
+            place(sounds / "uk" / f"{name}.wav", wav)
+        # Notices are in Ukrainian; a caller who chose English hears them too
+        # (Asterisk looks in the channel language's folder only).
+        place(sounds / "en" / f"{name}.wav", wav)
 
     async def render(announcement_id: int, text: str, wav: bytes | None) -> None:
         await asyncio.to_thread(write, announcement_id, text, wav)

@@ -46,6 +46,7 @@ from ivr.menu import (
     OWN_PROMPTS,
     PROMPTS_FILE,
     IvrConfig,
+    PromptTexts,
     check_ivr_text,
     check_prompts,
     menu_sounds,
@@ -89,16 +90,17 @@ def check_config(
         if catalogue is not None:
             ivr, more = check_ivr_text(text, catalogue)
             found(more)
-    found(_check_callflow(config_dir, catalogue))
     text, more = read_config_file(config_dir, PROMPTS_FILE)
     found(more)
     language = "uk"
+    prompts = None
     if text is not None:
         prompts, more = check_prompts(
             text, played, languages=LANGUAGES,
             spoken={lang: speech.vocabulary(lang) for lang in LANGUAGES})
         found(more)
         language = prompts.language if prompts is not None else language
+    found(_check_callflow(config_dir, catalogue, prompts))
     if asterisk_root is not None and (asterisk_root / SOUNDS).is_dir():
         found(_check_sounds(played, asterisk_root, language))
     taxonomy = None
@@ -123,19 +125,21 @@ def check_config(
     return problems
 
 
-def _check_callflow(config_dir: Path, catalogue: QueueCatalogue | None) -> list[Problem]:
-    """``callflow.toml`` (notices, hours, callbacks), and its prompts' words."""
+def _check_callflow(
+    config_dir: Path, catalogue: QueueCatalogue | None, prompts: PromptTexts | None
+) -> list[Problem]:
+    """``callflow.toml`` (notices, hours, callbacks), and its prompts' words in
+    every language (when ``prompts.toml`` could be read)."""
     text, problems = read_config_file(config_dir, CALLFLOW_FILE)
     if text is None or catalogue is None:
         return problems
     callflow, problems = check_callflow_text(text, catalogue.names)
-    words, _ = read_config_file(config_dir, PROMPTS_FILE)
-    prompts = check_prompts(words)[0] if words is not None else None
     if callflow is not None and prompts is not None:
         problems += [Problem(CALLFLOW_FILE, key, f"unknown prompt {sound!r}: {PROMPTS_FILE} "
-                                                 "has no words for it")
+                                                 f"has no words for it in {language!r}")
+                     for language, texts in prompts.by_language().items()
                      for key, sound in callflow.prompts().items()
-                     if sound.startswith("hotline/") and sound not in prompts.texts]
+                     if sound.startswith("hotline/") and sound not in texts.texts]
     return problems
 
 

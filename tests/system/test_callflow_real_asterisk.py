@@ -175,8 +175,11 @@ async def test_notice_is_played_to_its_district_only_and_counted_when_it_saved_a
         ours_steps, their_steps = (await steps_of(pool, heard["uniqueid"]),
                                    await steps_of(pool, other["uniqueid"]))
     finally:
-        sound.unlink(missing_ok=True)
-        sound.with_suffix(".sha256").unlink(missing_ok=True)
+        for language in ("uk", "en"):
+            made = sound.parents[3] / language / "hotline" / "notices" / sound.name
+            assert made.exists(), language  # an English-speaking caller hears it too
+            made.unlink()
+            made.with_suffix(".sha256").unlink(missing_ok=True)
 
     notices = [d for s, d in ours_steps if s == "notice"]
     assert notices == [{"ids": [notice_id], "kinds": ["water"], "skipped": False}]
