@@ -313,9 +313,14 @@ def announcement_audio(
     """Writes an announcement's sound where Asterisk plays it from: the uploaded
     recording, else the text spoken like the IVR's prompts."""
     from crm_sync.callflow import notice_sound
-    from hotline.devtools.prompts import PromptSet, render_prompts
+    from hotline.devtools.prompts import PromptSet, in_tree, render_prompts
 
     sounds = _sounds_dir(settings)
+    # The sandbox tree's language folders may be links meant for inside the chroot.
+    root = None if settings.asterisk.sounds_dir else Path(settings.asterisk.root)
+
+    def folder(language: str) -> Path:
+        return in_tree(root, sounds / language) if root is not None else sounds / language
 
     def place(target: Path, wav: bytes) -> None:
         target.parent.mkdir(parents=True, exist_ok=True)
@@ -328,13 +333,13 @@ def announcement_audio(
     def write(announcement_id: int, text: str, wav: bytes | None) -> None:
         name = notice_sound(announcement_id)
         if wav is None:
-            render_prompts(PromptSet("uk", "uk", 150, {name: text}), sounds)
-            wav = (sounds / "uk" / f"{name}.wav").read_bytes()
+            render_prompts(PromptSet("uk", "uk", 150, {name: text}), sounds, root)
+            wav = (folder("uk") / f"{name}.wav").read_bytes()
         else:
-            place(sounds / "uk" / f"{name}.wav", wav)
+            place(folder("uk") / f"{name}.wav", wav)
         # Notices are in Ukrainian; a caller who chose English hears them too
         # (Asterisk looks in the channel language's folder only).
-        place(sounds / "en" / f"{name}.wav", wav)
+        place(folder("en") / f"{name}.wav", wav)
 
     async def render(announcement_id: int, text: str, wav: bytes | None) -> None:
         await asyncio.to_thread(write, announcement_id, text, wav)
