@@ -1,0 +1,378 @@
+"""FastAGI servers side by side: ours, panoramisk's, and a plain asyncio floor.
+
+    .venv/bin/python bench/bench_fastagi.py                 # 5 interleaved rounds
+    .venv/bin/python bench/bench_fastagi.py --rounds 7 --sessions 5000 --concurrency 200
+    .venv/bin/python bench/bench_fastagi.py --latency-only  # the 2,000-call run only
+
+Every server runs in its own process and serves the same three-command session
+(ANSWER, GET DATA, SET VARIABLE); the client is one uvloop process that speaks
+like Asterisk (environment block, then one reply per command). The servers:
+
+- ``ours``: ``ivr.server.FastAgiServer`` with a route calling
+  ``session.answer()``, ``get_data()``, ``set_variable()``;
+- ``panoramisk``: panoramisk 1.4's ``Application`` on ``asyncio.start_server``;
+- ``floor``: a plain asyncio-streams server: read the block, write three lines,
+  read three replies, close (no parsing, no limits: the cost of the loop itself).
+
+Each kind runs on the stock asyncio loop and, when uvloop is installed, on
+uvloop (``ours`` picks uvloop itself when present, as ``hotline run`` does).
+Rounds are interleaved (every server once per round, in a rotating order) so
+that a busy neighbour on a shared machine hits all of them alike; the ratios
+are taken within a round and their medians reported.
+
+The latency run: ``--calls`` concurrent calls (2,000) whose "Asterisk" answers
+each command after 1–3 s, as a caller listening to a prompt; what is measured
+is the server's turnaround: from the reply written to the next command read
+(and from the environment written to the first command), p50/p99 over all.
+
+Figures, not pass/fail; the machine's load shows in them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import random
+import resource
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+ENV_BLOCK = "".join(
+    f"{key}: {value}\n"
+    for key, value in {
+        "agi_network": "yes",
+        "agi_network_script": "bench",
+        "agi_request": "agi://127.0.0.1/bench",
+        "agi_channel": "PJSIP/trunk-00000001",
+        "agi_language": "uk",
+        "agi_type": "PJSIP",
+        "agi_uniqueid": "1714000000.42",
+        "agi_version": "22.10.1",
+        "agi_callerid": "380441234567",
+        "agi_calleridname": "Олена Петренко",
+        "agi_callingpres": "0",
+        "agi_callingani2": "0",
+        "agi_callington": "0",
+        "agi_callingtns": "0",
+        "agi_dnid": "1551",
+        "agi_rdnis": "unknown",
+        "agi_context": "hotline-inbound",
+        "agi_extension": "1551",
+        "agi_priority": "3",
+        "agi_enhanced": "0.0",
+        "agi_accountcode": "",
+        "agi_threadid": "140245171255872",
+    }.items()
+).encode() + b"\n"
+COMMANDS = (b"ANSWER", b'GET DATA "hotline-menu" 3000 1', b'SET VARIABLE "HOTLINE_QUEUE" "housing"')
+REPLIES = {b"ANSWER": b"200 result=0\n", b"GET": b"200 result=1\n", b"SET": b"200 result=1\n"}
+
+
+# --- servers (each in its own process) -------------------------------------------
+
+
+async def serve_ours(host: str, max_sessions: int) -> int:
+    from ivr.server import AgiSession, FastAgiServer
+
+    async def route(session: AgiSession) -> None:
+        await session.answer()
+        await session.get_data("hotline-menu", 3000, 1)
+        await session.set_variable("HOTLINE_QUEUE", "housing")
+
+    server = FastAgiServer({"bench": route}, host, 0, max_sessions=max_sessions)
+    await server.start()
+    _keep.append(server)
+    return server.port
+
+
+async def serve_panoramisk(host: str, max_sessions: int) -> int:
+    from panoramisk.fast_agi import Application
+
+    async def route(request: Any) -> None:
+        for command in COMMANDS:
+            await request.send_command(command.decode())
+
+    app = Application()
+    app.add_route("bench", route)
+    server = await asyncio.start_server(app.handler, host, 0)
+    _keep.append(server)
+    return int(server.sockets[0].getsockname()[1])
+
+
+async def serve_floor(host: str, max_sessions: int) -> int:
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            await reader.readuntil(b"\n\n")
+            for command in COMMANDS:
+                writer.write(command + b"\n")
+                await reader.readline()
+        finally:
+            writer.close()
+
+    server = await asyncio.start_server(handle, host, 0)
+    _keep.append(server)
+    return int(server.sockets[0].getsockname()[1])
+
+
+SERVERS: dict[str, Callable[[str, int], Any]] = {
+    "ours": serve_ours, "panoramisk": serve_panoramisk, "floor": serve_floor,
+}
+_keep: list[object] = []
+
+
+def run_server(kind: str, loop_name: str, max_sessions: int) -> None:
+    """Serve until standard input closes; the port goes to standard output."""
+    from hotline.core.logs import configure_logging
+
+    configure_logging("json", "warning")  # per-session info lines would dominate
+
+    async def main() -> None:
+        port = await SERVERS[kind]("127.0.0.1", max_sessions)
+        print(port, flush=True)
+        loop = asyncio.get_running_loop()
+        await loop.run_in_executor(None, sys.stdin.read)  # the bench closes it to stop us
+
+    profile_to = os.environ.get("BENCH_PROFILE")  # cProfile the server into this file
+    profiler = None
+    if profile_to:
+        import cProfile
+
+        profiler = cProfile.Profile()
+        profiler.enable()
+    if loop_name == "uvloop":
+        import uvloop
+
+        uvloop.run(main())
+    else:
+        asyncio.run(main())
+    if profiler is not None:
+        profiler.disable()
+        profiler.dump_stats(f"{profile_to}.{kind}.{loop_name}")
+
+
+class Server:
+    def __init__(self, kind: str, loop_name: str, max_sessions: int) -> None:
+        self.name = f"{kind}/{loop_name}"
+        self.proc = subprocess.Popen(
+            [sys.executable, __file__, "serve", kind, loop_name, str(max_sessions)],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, cwd=ROOT,
+        )
+        assert self.proc.stdout is not None
+        self.port = int(self.proc.stdout.readline())
+
+    def stop(self) -> None:
+        assert self.proc.stdin is not None
+        self.proc.stdin.close()
+        try:
+            self.proc.wait(10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+
+
+# --- the client: Asterisk as seen by a FastAGI server -----------------------------
+
+
+class Call(asyncio.Protocol):
+    """One FastAGI connection from Asterisk's side. ``delay`` (s) is how long
+    each reply takes (a prompt playing); ``latencies`` collects the server's
+    turnaround from our last write to its next command."""
+
+    def __init__(
+        self, done: asyncio.Future[int], delay: Callable[[], float] | None = None,
+        latencies: list[float] | None = None,
+    ) -> None:
+        self.done = done
+        self.delay = delay
+        self.latencies = latencies
+        self.buf = b""
+        self.commands = 0
+        self.sent_at = 0.0
+        self.transport: asyncio.Transport | None = None
+        self.loop = asyncio.get_running_loop()
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]  # uvloop's is no subclass
+        self.sent_at = time.perf_counter()
+        transport.write(ENV_BLOCK)
+
+    def data_received(self, data: bytes) -> None:
+        now = time.perf_counter()
+        self.buf += data
+        while (end := self.buf.find(b"\n")) >= 0:
+            line, self.buf = self.buf[:end], self.buf[end + 1 :]
+            if line != COMMANDS[self.commands]:
+                raise AssertionError(f"unexpected command {line!r}")
+            self.commands += 1
+            reply = REPLIES[line.partition(b" ")[0]]
+            if self.latencies is not None:
+                self.latencies.append(now - self.sent_at)
+            if self.delay is None:
+                self._reply(reply)
+            else:
+                self.loop.call_later(self.delay(), self._reply, reply)
+
+    def _reply(self, reply: bytes) -> None:
+        assert self.transport is not None
+        if not self.transport.is_closing():
+            self.sent_at = time.perf_counter()
+            self.transport.write(reply)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if not self.done.done():
+            self.done.set_result(self.commands)
+
+
+async def one_call(
+    port: int, delay: Callable[[], float] | None = None, latencies: list[float] | None = None
+) -> int:
+    loop = asyncio.get_running_loop()
+    done: asyncio.Future[int] = loop.create_future()
+    await loop.create_connection(lambda: Call(done, delay, latencies), "127.0.0.1", port)
+    return await done
+
+
+async def throughput(port: int, sessions: int, concurrency: int) -> float:
+    """Sessions per second: ``concurrency`` callers, each calling again at once."""
+    left = sessions
+    complete = 0
+
+    async def caller() -> None:
+        nonlocal left, complete
+        while left > 0:
+            left -= 1
+            if await one_call(port) == len(COMMANDS):
+                complete += 1
+
+    start = time.perf_counter()
+    await asyncio.gather(*(caller() for _ in range(concurrency)))
+    elapsed = time.perf_counter() - start
+    if complete != sessions:
+        raise AssertionError(f"{sessions - complete} of {sessions} sessions incomplete")
+    return sessions / elapsed
+
+
+async def latency(port: int, calls: int, seconds: float, ramp: float) -> list[float]:
+    """``calls`` concurrent callers for ``seconds``, started over ``ramp`` seconds."""
+    latencies: list[float] = []
+    rng = random.Random(1551)
+    stop_at = time.perf_counter() + seconds
+
+    async def caller(start_after: float) -> None:
+        await asyncio.sleep(start_after)
+        while time.perf_counter() < stop_at:
+            if await one_call(port, lambda: rng.uniform(1.0, 3.0), latencies) != len(COMMANDS):
+                raise AssertionError("a session ended early")
+
+    await asyncio.gather(*(caller(ramp * n / calls) for n in range(calls)))
+    return latencies
+
+
+# --- the runs ------------------------------------------------------------------
+
+
+def median(values: list[float]) -> float:
+    return statistics.median(values) if values else float("nan")
+
+
+def bench_throughput(args: argparse.Namespace, loops: list[str]) -> None:
+    kinds = [(kind, loop) for loop in loops for kind in SERVERS]
+    servers = {f"{k}/{lp}": Server(k, lp, args.concurrency * 2) for k, lp in kinds}
+    rates: dict[str, list[float]] = {name: [] for name in servers}
+    ratios: dict[str, list[float]] = {}
+    try:
+        for round_no in range(args.rounds):
+            order = list(servers)
+            shift = round_no % len(order)
+            order = order[shift:] + order[:shift]
+            for name in order:
+                rate = asyncio.run(throughput(servers[name].port, args.sessions, args.concurrency))
+                rates[name].append(rate)
+            line = "  ".join(f"{name} {rates[name][-1]:7,.0f}" for name in servers)
+            print(f"round {round_no + 1}: {line}", flush=True)
+            for ours in [n for n in servers if n.startswith("ours/")]:
+                for other in [n for n in servers if not n.startswith("ours/")]:
+                    ratios.setdefault(f"{ours} / {other}", []).append(
+                        rates[ours][-1] / rates[other][-1]
+                    )
+    finally:
+        for server in servers.values():
+            server.stop()
+    print(f"\nsessions/s, median of {args.rounds} rounds "
+          f"({args.sessions} sessions, {args.concurrency} concurrent, uvloop client):")
+    for name, values in rates.items():
+        print(f"  {name:18s} {median(values):8,.0f}   (min {min(values):,.0f}, "
+              f"max {max(values):,.0f})")
+    print("ratios, median of per-round ratios:")
+    for name, values in ratios.items():
+        print(f"  {name:34s} {median(values):5.2f}x")
+
+
+def bench_latency(args: argparse.Namespace) -> None:
+    server = Server("ours", "uvloop" if _has_uvloop() else "asyncio", args.calls + 100)
+    try:
+        latencies = asyncio.run(latency(server.port, args.calls, args.seconds, args.ramp))
+    finally:
+        server.stop()
+    latencies.sort()
+    ms = [x * 1000 for x in latencies]
+
+    def pct(p: float) -> float:
+        return ms[min(len(ms) - 1, int(p / 100 * len(ms)))]
+
+    print(f"\nlatency: {args.calls} concurrent calls, 1–3 s between commands, "
+          f"{args.seconds:.0f} s, server {server.name}: {len(ms)} commands; "
+          f"p50 {pct(50):.2f} ms, p99 {pct(99):.2f} ms, p99.9 {pct(99.9):.2f} ms, "
+          f"max {ms[-1]:.2f} ms")
+
+
+def _has_uvloop() -> bool:
+    try:
+        import uvloop  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def main() -> None:
+    if len(sys.argv) > 1 and sys.argv[1] == "serve":
+        run_server(sys.argv[2], sys.argv[3], int(sys.argv[4]))
+        return
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--sessions", type=int, default=5000)
+    parser.add_argument("--concurrency", type=int, default=200)
+    parser.add_argument("--calls", type=int, default=2000)
+    parser.add_argument("--seconds", type=float, default=30.0)
+    parser.add_argument("--ramp", type=float, default=3.0)
+    parser.add_argument("--loops", default="asyncio,uvloop",
+                        help="server loops to compare (uvloop only if installed)")
+    parser.add_argument("--latency-only", action="store_true")
+    parser.add_argument("--throughput-only", action="store_true")
+    args = parser.parse_args()
+    if not _has_uvloop():
+        sys.exit("the client needs uvloop: pip install uvloop (the 'fast' extra)")
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, min(hard, 16384)), hard))
+    import uvloop
+
+    asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())  # the client
+    loops = [lp for lp in args.loops.split(",") if lp != "uvloop" or _has_uvloop()]
+    print(f"cpus: {os.cpu_count()}, load average: {os.getloadavg()[0]:.2f}", flush=True)
+    if not args.latency_only:
+        bench_throughput(args, loops)
+    if not args.throughput_only:
+        bench_latency(args)
+
+
+if __name__ == "__main__":
+    main()
