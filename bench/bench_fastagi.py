@@ -169,6 +169,11 @@ class Server:
         assert self.proc.stdout is not None
         self.port = int(self.proc.stdout.readline())
 
+    def cpu_seconds(self) -> float:
+        """CPU time (user + system) the server process has used so far."""
+        fields = Path(f"/proc/{self.proc.pid}/stat").read_text().rpartition(")")[2].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
     def stop(self) -> None:
         assert self.proc.stdin is not None
         self.proc.stdin.close()
@@ -288,21 +293,29 @@ def bench_throughput(args: argparse.Namespace, loops: list[str]) -> None:
     kinds = [(kind, loop) for loop in loops for kind in SERVERS]
     servers = {f"{k}/{lp}": Server(k, lp, args.concurrency * 2) for k, lp in kinds}
     rates: dict[str, list[float]] = {name: [] for name in servers}
+    cpu_us: dict[str, list[float]] = {name: [] for name in servers}
     ratios: dict[str, list[float]] = {}
+    cpu_ratios: dict[str, list[float]] = {}  # sessions per server CPU second
     try:
         for round_no in range(args.rounds):
             order = list(servers)
             shift = round_no % len(order)
             order = order[shift:] + order[:shift]
             for name in order:
+                cpu_before = servers[name].cpu_seconds()
                 rate = asyncio.run(throughput(servers[name].port, args.sessions, args.concurrency))
+                cpu = servers[name].cpu_seconds() - cpu_before
                 rates[name].append(rate)
+                cpu_us[name].append(cpu / args.sessions * 1e6)
             line = "  ".join(f"{name} {rates[name][-1]:7,.0f}" for name in servers)
             print(f"round {round_no + 1}: {line}", flush=True)
             for ours in [n for n in servers if n.startswith("ours/")]:
                 for other in [n for n in servers if not n.startswith("ours/")]:
                     ratios.setdefault(f"{ours} / {other}", []).append(
                         rates[ours][-1] / rates[other][-1]
+                    )
+                    cpu_ratios.setdefault(f"{ours} / {other}", []).append(
+                        cpu_us[other][-1] / max(cpu_us[ours][-1], 1e-9)
                     )
     finally:
         for server in servers.values():
@@ -311,10 +324,10 @@ def bench_throughput(args: argparse.Namespace, loops: list[str]) -> None:
           f"({args.sessions} sessions, {args.concurrency} concurrent, uvloop client):")
     for name, values in rates.items():
         print(f"  {name:18s} {median(values):8,.0f}   (min {min(values):,.0f}, "
-              f"max {max(values):,.0f})")
-    print("ratios, median of per-round ratios:")
+              f"max {max(values):,.0f});  server CPU {median(cpu_us[name]):5.0f} µs/session")
+    print("ratios, median of per-round ratios: sessions/s, and sessions per server CPU second")
     for name, values in ratios.items():
-        print(f"  {name:34s} {median(values):5.2f}x")
+        print(f"  {name:34s} {median(values):5.2f}x   {median(cpu_ratios[name]):5.2f}x")
 
 
 def bench_latency(args: argparse.Namespace) -> None:

@@ -91,7 +91,7 @@ class AgiEnvironment:
 def split_script(network_script: str) -> tuple[str, dict[str, str]]:
     """``"ivr/?a=1&b=2"`` → ``("ivr", {"a": "1", "b": "2"})``; slashes at the ends do not count."""
     path, _, query = network_script.partition("?")
-    return path.strip("/"), dict(parse_qsl(query, keep_blank_values=True))
+    return path.strip("/"), dict(parse_qsl(query, keep_blank_values=True)) if query else {}
 
 
 def parse_environment(lines: Iterable[str]) -> AgiEnvironment:
@@ -100,16 +100,16 @@ def parse_environment(lines: Iterable[str]) -> AgiEnvironment:
     Lines without a ``:`` are ignored (Asterisk never sends them).
     """
     raw: dict[str, str] = {}
+    # Runs once per call on every line: kept to a few C calls per line.
     for line in lines:
-        line = line.rstrip("\r\n")
-        if not line:
-            break
-        key, sep, value = line.partition(":")
+        key, sep, value = line.rstrip("\r\n").partition(":")
         if not sep:
+            if not key:  # the blank line
+                break
             continue
         # Asterisk writes "key: value"; drop that one space only, the value
         # itself (a caller name) may start with spaces.
-        raw[key.strip()] = value[1:] if value.startswith(" ") else value
+        raw[key.strip()] = value[1:] if value[:1] == " " else value
 
     script_field = raw.get("agi_network_script")
     if script_field is None:  # not FastAGI: take the path of agi_request
@@ -118,7 +118,9 @@ def parse_environment(lines: Iterable[str]) -> AgiEnvironment:
     script, query = split_script(script_field)
 
     numbered = sorted(
-        (int(m.group(1)), value) for key, value in raw.items() if (m := _ARG_KEY.match(key))
+        (int(m.group(1)), value)
+        for key, value in raw.items()
+        if key.startswith("agi_arg_") and (m := _ARG_KEY.match(key))
     )
     return AgiEnvironment(
         script=script,
@@ -249,12 +251,15 @@ class ReplyParser:
 def quote_arg(arg: str | int) -> str:
     """Ints go bare; strings are always double-quoted, with ``"`` and ``\\``
     backslash-escaped the way ``parse_args`` in res_agi.c reads them."""
+    if isinstance(arg, str):
+        if "\\" in arg or '"' in arg:
+            arg = arg.replace("\\", "\\\\").replace('"', '\\"')
+        return f'"{arg}"'
     if isinstance(arg, bool):  # bool is an int; "True" would be a silent bug
         raise TypeError("AGI arguments are str or int, not bool")
     if isinstance(arg, int):
         return str(arg)
-    escaped = arg.replace("\\", "\\\\").replace('"', '\\"')
-    return f'"{escaped}"'
+    raise TypeError(f"AGI arguments are str or int, not {type(arg).__name__}")
 
 
 def encode_command(command: str, *args: str | int) -> str:
@@ -263,7 +268,7 @@ def encode_command(command: str, *args: str | int) -> str:
     A line break in the command or an argument would inject a second command,
     so it is refused.
     """
-    parts = [command.strip(), *(quote_arg(a) for a in args)]
+    parts = [command.strip(), *map(quote_arg, args)]
     line = " ".join(parts)
     if "\n" in line or "\r" in line:
         raise ValueError("AGI command or argument contains a line break")

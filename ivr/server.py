@@ -130,6 +130,7 @@ class _Connection(asyncio.Protocol):
     def __init__(self, server: FastAgiServer) -> None:
         self.server = server
         self.limits = server.env_limits
+        self.loop = server._loop
         self.transport: Any = None
         self.log: Any = None
         self.state = _ENV
@@ -172,9 +173,7 @@ class _Connection(asyncio.Protocol):
         # Bound per session, not at import: structlog snapshots its configuration
         # when a logger is bound, and the masking processor must be in it.
         self.log = get_logger(LOGGER_NAME, peer=str(peername))
-        self.env_timer = asyncio.get_running_loop().call_later(
-            server.env_timeout, self._env_timed_out
-        )
+        self.env_timer = self.loop.call_later(server.env_timeout, self._env_timed_out)
 
     def data_received(self, data: bytes) -> None:
         state = self.state
@@ -312,14 +311,14 @@ class _Connection(asyncio.Protocol):
             self.env_timer = None
         self.state = _ROUTE
         env = parse_environment(lines)
-        self.task = asyncio.get_running_loop().create_task(self.server._serve(self, env))
+        self.task = self.loop.create_task(self.server._serve(self, env))
 
     # --- commands ----------------------------------------------------------------
 
     def send(self, line: bytes, timeout: float) -> asyncio.Future[AgiReply]:
         """Write one command; the future gets its reply, or AgiHangup at EOF,
         TimeoutError after ``timeout``, AgiProtocolError for garbage."""
-        loop = asyncio.get_running_loop()
+        loop = self.loop
         waiter: asyncio.Future[AgiReply] = loop.create_future()
         self.waiter = waiter
         if not self.eof:
@@ -521,6 +520,7 @@ class FastAgiServer:
             if net.num_addresses == 1
         )
         self._server: asyncio.Server | None = None
+        self._loop: asyncio.AbstractEventLoop = None  # type: ignore[assignment]  # set by start()
         self._connections: set[_Connection] = set()
         self._started: dict[str, Any] = {}  # metric children by route, looked up once
 
@@ -534,7 +534,7 @@ class FastAgiServer:
         return len(self._connections)
 
     async def start(self) -> None:
-        loop = asyncio.get_running_loop()
+        self._loop = loop = asyncio.get_running_loop()
         self._server = await loop.create_server(
             lambda: _Connection(self), self.host, self.port,
             backlog=max(100, min(self.max_sessions, MAX_BACKLOG)),
