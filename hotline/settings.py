@@ -67,6 +67,8 @@ class ServiceSettings:
     config_dir: str = ""  # empty: the config/ folder shipped with the code
     log_format: str = "console"
     log_level: str = "info"
+    #: auto: uvloop when installed (the 'fast' extra), else asyncio's own loop.
+    event_loop: str = "auto"
 
 
 @dataclass
@@ -356,6 +358,10 @@ def _validate(s: Settings) -> None:
         raise SettingsError(
             f"service.log_level: expected debug, info, warning or error, "
             f"got {s.service.log_level!r}"
+        )
+    if s.service.event_loop not in {"auto", "asyncio", "uvloop"}:
+        raise SettingsError(
+            f"service.event_loop: expected auto, asyncio or uvloop, got {s.service.event_loop!r}"
         )
     for key, url, schemes in (
         ("database.url", s.database.url, ("postgres://", "postgresql://")),

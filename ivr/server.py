@@ -428,13 +428,13 @@ class AgiSession:
             except AgiHangup:
                 self._closed = True
                 raise
-            except (ConnectionError, OSError) as exc:
-                self._closed = True
-                raise AgiHangup(f"connection lost: {exc}") from exc
-            except TimeoutError as exc:
+            except TimeoutError as exc:  # before OSError: TimeoutError is one
                 # The stream position is unknown now: no later command may use it.
                 self._closed = True
                 raise AgiTimeout(f"no reply to {cmd!r}") from exc
+            except (ConnectionError, OSError) as exc:
+                self._closed = True
+                raise AgiHangup(f"connection lost: {exc}") from exc
             except AgiProtocolError:
                 self._closed = True
                 raise

@@ -45,6 +45,7 @@ def test_well_known_environment_names(tmp_path: Path) -> None:
         ({"agi.port": "99999"}, "agi.port: expected a port"),
         ({"service.roles": "agi,telepathy"}, "service.roles"),
         ({"service.log_format": "xml"}, "service.log_format"),
+        ({"service.event_loop": "trio"}, "service.event_loop: expected auto, asyncio or uvloop"),
         ({"database.url": "mysql://x"}, "database.url"),
         ({"nope.key": "1"}, "nope.key: unknown setting"),
         ({"ami.colour": "1"}, "ami.colour: unknown setting"),
