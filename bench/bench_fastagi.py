@@ -202,11 +202,11 @@ class Call(asyncio.Protocol):
         self.buf = b""
         self.commands = 0
         self.sent_at = 0.0
-        self.transport: asyncio.Transport | None = None
+        self.transport: Any = None  # uvloop's transports are no asyncio.Transport subclass
         self.loop = asyncio.get_running_loop()
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = transport  # type: ignore[assignment]  # uvloop's is no subclass
+        self.transport = transport
         self.sent_at = time.perf_counter()
         transport.write(ENV_BLOCK)
 
@@ -227,7 +227,6 @@ class Call(asyncio.Protocol):
                 self.loop.call_later(self.delay(), self._reply, reply)
 
     def _reply(self, reply: bytes) -> None:
-        assert self.transport is not None
         if not self.transport.is_closing():
             self.sent_at = time.perf_counter()
             self.transport.write(reply)

@@ -138,13 +138,17 @@ class _Connection(asyncio.Protocol):
         self.scan = 0  # where the first environment line not yet checked starts
         self.env_lines = 0
         self.env_bytes = 0
-        self.env_timer: asyncio.TimerHandle | None = None
+        # One timer per connection, for the environment and then for replies:
+        # it fires at ``timer_at``; a command whose deadline is later only
+        # moves ``deadline`` and the timer re-arms itself when it fires early.
+        self.timer: asyncio.TimerHandle | None = None
+        self.timer_at = 0.0
+        self.deadline = 0.0
         self.task: asyncio.Task[None] | None = None
         self.warned = False  # undecodable bytes are logged once per session
         # the command waiting for its reply
         self.parser = ReplyParser()
         self.waiter: asyncio.Future[AgiReply] | None = None
-        self.reply_timer: asyncio.TimerHandle | None = None
         self.eof = False  # nothing more will come: EOF, or the connection is gone
         self.lost_error: Exception | None = None
         self.paused = False
@@ -173,7 +177,7 @@ class _Connection(asyncio.Protocol):
         # Bound per session, not at import: structlog snapshots its configuration
         # when a logger is bound, and the masking processor must be in it.
         self.log = get_logger(LOGGER_NAME, peer=str(peername))
-        self.env_timer = self.loop.call_later(server.env_timeout, self._env_timed_out)
+        self._arm(self.loop.time() + server.env_timeout)
 
     def data_received(self, data: bytes) -> None:
         state = self.state
@@ -285,13 +289,29 @@ class _Connection(asyncio.Protocol):
             # The key only: the value may be a caller's name or number.
             self.log.warning("agi_undecodable_bytes", key=text.partition(":")[0][:40])
 
-    def _env_timed_out(self) -> None:
-        self.env_timer = None
+    def _arm(self, at: float) -> None:
+        if self.timer is not None:
+            self.timer.cancel()
+        self.timer_at = at
+        self.timer = self.loop.call_at(at, self._timer_fired)
+
+    def _disarm(self) -> None:
+        if self.timer is not None:
+            self.timer.cancel()
+            self.timer = None
+
+    def _timer_fired(self) -> None:
+        self.timer = None
         if self.state == _ENV:
             self.log.warning(
                 "agi_env_timeout", lines=self.env_lines, timeout=self.server.env_timeout
             )
             self._end_environment(failed=True)
+        elif self.waiter is not None:
+            if self.loop.time() >= self.deadline:
+                self._resolve(self.waiter, None, TimeoutError())
+            else:
+                self._arm(self.deadline)
 
     def _end_environment(self, *, failed: bool) -> None:
         """No session: count it if it failed, close, free the slot."""
@@ -299,17 +319,12 @@ class _Connection(asyncio.Protocol):
             metrics.AGI_SESSIONS_FAILED.labels(reason="environment").inc()
         self.state = _DONE
         self.buf.clear()
-        if self.env_timer is not None:
-            self.env_timer.cancel()
-            self.env_timer = None
+        self._disarm()
         self.transport.close()
         self.server._connections.discard(self)
 
     def _start_route(self, lines: list[str]) -> None:
-        if self.env_timer is not None:
-            self.env_timer.cancel()
-            self.env_timer = None
-        self.state = _ROUTE
+        self.state = _ROUTE  # the timer, if it fires now, finds no command waiting
         env = parse_environment(lines)
         self.task = self.loop.create_task(self.server._serve(self, env))
 
@@ -325,7 +340,9 @@ class _Connection(asyncio.Protocol):
             # No drain: one short line, then nothing more is written before its
             # reply, so the write buffer cannot grow.
             self.transport.write(line)
-            self.reply_timer = loop.call_later(timeout, self._reply_timed_out, waiter)
+            self.deadline = deadline = loop.time() + timeout
+            if self.timer is None or self.timer_at > deadline:
+                self._arm(deadline)
             if self.paused:
                 self.paused = False
                 self.transport.resume_reading()
@@ -362,19 +379,11 @@ class _Connection(asyncio.Protocol):
                 "connection closed by Asterisk" if error is None else f"connection lost: {error}"
             ))
 
-    def _reply_timed_out(self, waiter: asyncio.Future[AgiReply]) -> None:
-        self.reply_timer = None
-        if waiter is self.waiter:
-            self._resolve(waiter, None, TimeoutError())
-
     def _resolve(
         self, waiter: asyncio.Future[AgiReply], reply: AgiReply | None,
         error: BaseException | None,
     ) -> None:
         self.waiter = None
-        if self.reply_timer is not None:
-            self.reply_timer.cancel()
-            self.reply_timer = None
         if waiter.done():  # the route was cancelled meanwhile
             return
         if error is not None:
@@ -385,9 +394,7 @@ class _Connection(asyncio.Protocol):
     def close(self) -> None:
         self.state = _DONE
         self.waiter = None
-        if self.reply_timer is not None:
-            self.reply_timer.cancel()
-            self.reply_timer = None
+        self._disarm()
         self.buf.clear()
         self.transport.close()
 
