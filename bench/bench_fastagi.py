@@ -208,7 +208,7 @@ class Call(asyncio.Protocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport
         self.sent_at = time.perf_counter()
-        transport.write(ENV_BLOCK)
+        self.transport.write(ENV_BLOCK)
 
     def data_received(self, data: bytes) -> None:
         now = time.perf_counter()
