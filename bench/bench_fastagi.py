@@ -194,11 +194,12 @@ class Call(asyncio.Protocol):
 
     def __init__(
         self, done: asyncio.Future[int], delay: Callable[[], float] | None = None,
-        latencies: list[float] | None = None,
+        latencies: list[float] | None = None, first: list[float] | None = None,
     ) -> None:
         self.done = done
         self.delay = delay
         self.latencies = latencies
+        self.first = first  # environment written → first command
         self.buf = b""
         self.commands = 0
         self.sent_at = 0.0
@@ -219,7 +220,9 @@ class Call(asyncio.Protocol):
                 raise AssertionError(f"unexpected command {line!r}")
             self.commands += 1
             reply = REPLIES[line.partition(b" ")[0]]
-            if self.latencies is not None:
+            if self.commands == 1 and self.first is not None:
+                self.first.append(now - self.sent_at)
+            elif self.commands > 1 and self.latencies is not None:
                 self.latencies.append(now - self.sent_at)
             if self.delay is None:
                 self._reply(reply)
@@ -237,11 +240,12 @@ class Call(asyncio.Protocol):
 
 
 async def one_call(
-    port: int, delay: Callable[[], float] | None = None, latencies: list[float] | None = None
+    port: int, delay: Callable[[], float] | None = None, latencies: list[float] | None = None,
+    first: list[float] | None = None,
 ) -> int:
     loop = asyncio.get_running_loop()
     done: asyncio.Future[int] = loop.create_future()
-    await loop.create_connection(lambda: Call(done, delay, latencies), "127.0.0.1", port)
+    await loop.create_connection(lambda: Call(done, delay, latencies, first), "127.0.0.1", port)
     return await done
 
 
@@ -265,20 +269,36 @@ async def throughput(port: int, sessions: int, concurrency: int) -> float:
     return sessions / elapsed
 
 
-async def latency(port: int, calls: int, seconds: float, ramp: float) -> list[float]:
-    """``calls`` concurrent callers for ``seconds``, started over ``ramp`` seconds."""
+async def latency(
+    port: int, calls: int, seconds: float, ramp: float
+) -> tuple[list[float], list[float], list[float]]:
+    """``calls`` concurrent callers for ``seconds``, started over ``ramp`` seconds.
+
+    Returns (reply → next command, environment → first command, the client's
+    own loop lag): what the client measures includes its own scheduling, so
+    its lag (a 10 ms ticker's lateness) is reported beside the figures.
+    """
     latencies: list[float] = []
+    first: list[float] = []
+    lag: list[float] = []
     rng = random.Random(1551)
     stop_at = time.perf_counter() + seconds
 
     async def caller(start_after: float) -> None:
         await asyncio.sleep(start_after)
         while time.perf_counter() < stop_at:
-            if await one_call(port, lambda: rng.uniform(1.0, 3.0), latencies) != len(COMMANDS):
+            answered = await one_call(port, lambda: rng.uniform(1.0, 3.0), latencies, first)
+            if answered != len(COMMANDS):
                 raise AssertionError("a session ended early")
 
-    await asyncio.gather(*(caller(ramp * n / calls) for n in range(calls)))
-    return latencies
+    async def ticker() -> None:
+        while time.perf_counter() < stop_at:
+            before = time.perf_counter()
+            await asyncio.sleep(0.01)
+            lag.append(time.perf_counter() - before - 0.01)
+
+    await asyncio.gather(ticker(), *(caller(ramp * n / calls) for n in range(calls)))
+    return latencies, first, lag
 
 
 # --- the runs ------------------------------------------------------------------
@@ -293,6 +313,7 @@ def bench_throughput(args: argparse.Namespace, loops: list[str]) -> None:
     servers = {f"{k}/{lp}": Server(k, lp, args.concurrency * 2) for k, lp in kinds}
     rates: dict[str, list[float]] = {name: [] for name in servers}
     cpu_us: dict[str, list[float]] = {name: [] for name in servers}
+    client_us: dict[str, list[float]] = {name: [] for name in servers}
     ratios: dict[str, list[float]] = {}
     cpu_ratios: dict[str, list[float]] = {}  # sessions per server CPU second
     try:
@@ -301,9 +322,10 @@ def bench_throughput(args: argparse.Namespace, loops: list[str]) -> None:
             shift = round_no % len(order)
             order = order[shift:] + order[:shift]
             for name in order:
-                cpu_before = servers[name].cpu_seconds()
+                cpu_before, client_before = servers[name].cpu_seconds(), time.process_time()
                 rate = asyncio.run(throughput(servers[name].port, args.sessions, args.concurrency))
                 cpu = servers[name].cpu_seconds() - cpu_before
+                client_us[name].append((time.process_time() - client_before) / args.sessions * 1e6)
                 rates[name].append(rate)
                 cpu_us[name].append(cpu / args.sessions * 1e6)
             line = "  ".join(f"{name} {rates[name][-1]:7,.0f}" for name in servers)
@@ -323,28 +345,41 @@ def bench_throughput(args: argparse.Namespace, loops: list[str]) -> None:
           f"({args.sessions} sessions, {args.concurrency} concurrent, uvloop client):")
     for name, values in rates.items():
         print(f"  {name:18s} {median(values):8,.0f}   (min {min(values):,.0f}, "
-              f"max {max(values):,.0f});  server CPU {median(cpu_us[name]):5.0f} µs/session")
+              f"max {max(values):,.0f});  CPU µs/session: server {median(cpu_us[name]):4.0f}, "
+              f"client {median(client_us[name]):4.0f}")
     print("ratios, median of per-round ratios: sessions/s, and sessions per server CPU second")
     for name, values in ratios.items():
         print(f"  {name:34s} {median(values):5.2f}x   {median(cpu_ratios[name]):5.2f}x")
 
 
+def pct(values: list[float], p: float) -> float:
+    """The ``p``-th percentile, in ms, of values in seconds."""
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(p / 100 * len(ordered)))] * 1000 if ordered else 0.0
+
+
 def bench_latency(args: argparse.Namespace) -> None:
-    server = Server("ours", "uvloop" if _has_uvloop() else "asyncio", args.calls + 100)
-    try:
-        latencies = asyncio.run(latency(server.port, args.calls, args.seconds, args.ramp))
-    finally:
-        server.stop()
-    latencies.sort()
-    ms = [x * 1000 for x in latencies]
-
-    def pct(p: float) -> float:
-        return ms[min(len(ms) - 1, int(p / 100 * len(ms)))]
-
+    """Ours and the floor alternately (same client, same machine load)."""
     print(f"\nlatency: {args.calls} concurrent calls, 1–3 s between commands, "
-          f"{args.seconds:.0f} s, server {server.name}: {len(ms)} commands; "
-          f"p50 {pct(50):.2f} ms, p99 {pct(99):.2f} ms, p99.9 {pct(99.9):.2f} ms, "
-          f"max {ms[-1]:.2f} ms")
+          f"{args.seconds:.0f} s per run (ms):")
+    p99: dict[str, list[float]] = {}
+    for _ in range(args.latency_rounds):
+        for kind, loop_name in [("ours", lp) for lp in args.latency_loops] + [
+            ("floor", args.latency_loops[0])
+        ]:
+            server = Server(kind, loop_name, args.calls + 100)
+            try:
+                commands, first, lag = asyncio.run(
+                    latency(server.port, args.calls, args.seconds, args.ramp)
+                )
+            finally:
+                server.stop()
+            p99.setdefault(server.name, []).append(pct(commands, 99))
+            print(f"  {server.name:14s} {len(commands):6d} commands: p50 {pct(commands, 50):6.2f}"
+                  f"  p99 {pct(commands, 99):7.2f}  max {pct(commands, 100):7.2f};  "
+                  f"first command p99 {pct(first, 99):7.2f};  "
+                  f"client loop lag p50 {pct(lag, 50):5.2f} p99 {pct(lag, 99):6.2f}", flush=True)
+    print("  median p99: " + ", ".join(f"{n} {median(v):.2f} ms" for n, v in p99.items()))
 
 
 def _has_uvloop() -> bool:
@@ -366,6 +401,9 @@ def main() -> None:
     parser.add_argument("--calls", type=int, default=2000)
     parser.add_argument("--seconds", type=float, default=30.0)
     parser.add_argument("--ramp", type=float, default=3.0)
+    parser.add_argument("--latency-rounds", type=int, default=2)
+    parser.add_argument("--latency-loops", default="uvloop",
+                        help="loops to run our server on in the latency run (the floor: the first)")
     parser.add_argument("--loops", default="asyncio,uvloop",
                         help="server loops to compare (uvloop only if installed)")
     parser.add_argument("--latency-only", action="store_true")
@@ -379,6 +417,7 @@ def main() -> None:
 
     asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())  # the client
     loops = [lp for lp in args.loops.split(",") if lp != "uvloop" or _has_uvloop()]
+    args.latency_loops = [lp for lp in args.latency_loops.split(",") if lp in loops] or loops
     print(f"cpus: {os.cpu_count()}, load average: {os.getloadavg()[0]:.2f}", flush=True)
     if not args.latency_only:
         bench_throughput(args, loops)
