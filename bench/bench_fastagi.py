@@ -10,6 +10,7 @@ like Asterisk (environment block, then one reply per command). The servers:
 
 - ``ours``: ``ivr.server.FastAgiServer`` with a route calling
   ``session.answer()``, ``get_data()``, ``set_variable()``;
+- ``before`` (with ``--before main``): ``ivr/server.py`` as it was at that revision;
 - ``panoramisk``: panoramisk 1.4's ``Application`` on ``asyncio.start_server``;
 - ``floor``: a plain asyncio-streams server: read the block, write three lines,
   read three replies, close (no parsing, no limits: the cost of the loop itself).
@@ -38,6 +39,7 @@ import resource
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -81,17 +83,35 @@ REPLIES = {b"ANSWER": b"200 result=0\n", b"GET": b"200 result=1\n", b"SET": b"20
 
 
 async def serve_ours(host: str, max_sessions: int) -> int:
-    from ivr.server import AgiSession, FastAgiServer
+    import ivr.server
 
-    async def route(session: AgiSession) -> None:
+    return await _serve_module(ivr.server, host, max_sessions)
+
+
+async def serve_before(host: str, max_sessions: int) -> int:
+    """``ivr/server.py`` as it was at ``--before`` (a git revision, written to
+    ``BENCH_BEFORE_FILE``), for the improvement in the same run; it imports
+    today's ``ivr.agi_protocol``."""
+    import importlib.util
+
+    path = os.environ["BENCH_BEFORE_FILE"]
+    spec = importlib.util.spec_from_file_location("server_before", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return await _serve_module(module, host, max_sessions)
+
+
+async def _serve_module(module: Any, host: str, max_sessions: int) -> int:
+    async def route(session: Any) -> None:
         await session.answer()
         await session.get_data("hotline-menu", 3000, 1)
         await session.set_variable("HOTLINE_QUEUE", "housing")
 
-    server = FastAgiServer({"bench": route}, host, 0, max_sessions=max_sessions)
+    server = module.FastAgiServer({"bench": route}, host, 0, max_sessions=max_sessions)
     await server.start()
     _keep.append(server)
-    return server.port
+    return int(server.port)
 
 
 async def serve_panoramisk(host: str, max_sessions: int) -> int:
@@ -124,7 +144,8 @@ async def serve_floor(host: str, max_sessions: int) -> int:
 
 
 SERVERS: dict[str, Callable[[str, int], Any]] = {
-    "ours": serve_ours, "panoramisk": serve_panoramisk, "floor": serve_floor,
+    "ours": serve_ours, "before": serve_before, "panoramisk": serve_panoramisk,
+    "floor": serve_floor,
 }
 _keep: list[object] = []
 
@@ -309,7 +330,8 @@ def median(values: list[float]) -> float:
 
 
 def bench_throughput(args: argparse.Namespace, loops: list[str]) -> None:
-    kinds = [(kind, loop) for loop in loops for kind in SERVERS]
+    kinds = [(kind, loop) for loop in loops for kind in SERVERS
+             if kind != "before" or args.before]
     servers = {f"{k}/{lp}": Server(k, lp, args.concurrency * 2) for k, lp in kinds}
     rates: dict[str, list[float]] = {name: [] for name in servers}
     cpu_us: dict[str, list[float]] = {name: [] for name in servers}
@@ -406,6 +428,8 @@ def main() -> None:
                         help="loops to run our server on in the latency run (the floor: the first)")
     parser.add_argument("--loops", default="asyncio,uvloop",
                         help="server loops to compare (uvloop only if installed)")
+    parser.add_argument("--before", metavar="REV",
+                        help="also run ivr/server.py as it was at this git revision (e.g. main)")
     parser.add_argument("--latency-only", action="store_true")
     parser.add_argument("--throughput-only", action="store_true")
     args = parser.parse_args()
@@ -419,6 +443,12 @@ def main() -> None:
     loops = [lp for lp in args.loops.split(",") if lp != "uvloop" or _has_uvloop()]
     args.latency_loops = [lp for lp in args.latency_loops.split(",") if lp in loops] or loops
     print(f"cpus: {os.cpu_count()}, load average: {os.getloadavg()[0]:.2f}", flush=True)
+    if args.before:
+        source = subprocess.run(["git", "show", f"{args.before}:ivr/server.py"],
+                                cwd=ROOT, check=True, capture_output=True, text=True).stdout
+        path = Path(tempfile.mkdtemp(prefix="bench-fastagi-")) / "server_before.py"
+        path.write_text(source)
+        os.environ["BENCH_BEFORE_FILE"] = str(path)  # the server processes inherit it
     if not args.latency_only:
         bench_throughput(args, loops)
     if not args.throughput_only:
