@@ -222,6 +222,10 @@ class ReplyParser:
                 lines, self._usage = self._usage, None
                 return AgiReply(code=520, lines=lines)
             return None
+        if line[:11] == "200 result=":  # the usual reply, without the regex
+            rest = line[11:]
+            if rest.isdigit() or (rest[:1] == "-" and rest[1:].isdigit()):
+                return AgiReply(code=200, result=rest, lines=[line])
         if line == HANGUP_LINE:
             self.hangup_seen = True
             return None

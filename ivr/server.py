@@ -586,38 +586,38 @@ class FastAgiServer:
         return None
 
     async def _serve(self, conn: _Connection, env: AgiEnvironment) -> None:
+        """The session's task: the route, then the socket closed and the slot freed."""
         try:
-            await self._run_route(conn, env)
+            log = conn.log.bind(
+                uniqueid=env.uniqueid, channel=env.channel, caller=env.callerid, route=env.script
+            )
+            conn.log = log
+            route = self.routes.get(env.script)
+            if route is None:
+                log.warning("agi_route_not_found", known=sorted(self.routes))
+                metrics.AGI_SESSIONS_FAILED.labels(reason="no_route").inc()
+                return
+            session = AgiSession(env, conn, self.command_timeout, log)
+            log.info("agi_session_start", query=env.query)
+            started = self._started.get(env.script)
+            if started is None:
+                started = self._started[env.script] = metrics.AGI_SESSIONS.labels(
+                    route=env.script
+                )
+            started.inc()
+            metrics.AGI_SESSIONS_ACTIVE.inc()
+            try:
+                await route(session)
+            except AgiHangup as exc:
+                log.info("agi_session_hangup", reason=str(exc))
+            except Exception:
+                # Closing the socket lets the dialplan go on to its fallback.
+                log.exception("agi_route_failed")
+                metrics.AGI_SESSIONS_FAILED.labels(reason="route_error").inc()
+            else:
+                log.info("agi_session_end", hung_up=session.hung_up)
+            finally:
+                metrics.AGI_SESSIONS_ACTIVE.dec()
         finally:
             conn.close()
             self._connections.discard(conn)
-
-    async def _run_route(self, conn: _Connection, env: AgiEnvironment) -> None:
-        log = conn.log.bind(
-            uniqueid=env.uniqueid, channel=env.channel, caller=env.callerid, route=env.script
-        )
-        conn.log = log
-        route = self.routes.get(env.script)
-        if route is None:
-            log.warning("agi_route_not_found", known=sorted(self.routes))
-            metrics.AGI_SESSIONS_FAILED.labels(reason="no_route").inc()
-            return
-        session = AgiSession(env, conn, self.command_timeout, log)
-        log.info("agi_session_start", query=env.query)
-        started = self._started.get(env.script)
-        if started is None:
-            started = self._started[env.script] = metrics.AGI_SESSIONS.labels(route=env.script)
-        started.inc()
-        metrics.AGI_SESSIONS_ACTIVE.inc()
-        try:
-            await route(session)
-        except AgiHangup as exc:
-            log.info("agi_session_hangup", reason=str(exc))
-        except Exception:
-            # Closing the socket lets the dialplan go on to its fallback.
-            log.exception("agi_route_failed")
-            metrics.AGI_SESSIONS_FAILED.labels(reason="route_error").inc()
-        else:
-            log.info("agi_session_end", hung_up=session.hung_up)
-        finally:
-            metrics.AGI_SESSIONS_ACTIVE.dec()

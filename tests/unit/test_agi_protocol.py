@@ -63,6 +63,7 @@ def test_script_falls_back_to_agi_request_path() -> None:
         ("200 result= (timeout)", "", "timeout", None),
         ("200 result=12 (timeout)", "12", "timeout", None),
         ("200 result=-1", "-1", None, None),
+        ("200 result=1x", "1x", None, None),
         ("200 result=2\r", "2", None, None),
     ],
 )
@@ -114,7 +115,11 @@ def test_inline_hangup_is_a_notice_not_a_reply() -> None:
     assert reply is not None and reply.code == 511
 
 
-@pytest.mark.parametrize("line", ["hello", "200 resul=1", "20 result=1", "2000 x"])
+@pytest.mark.parametrize(
+    "line",
+    # the last two pass the digits-only shortcut by and still meet the full grammar
+    ["hello", "200 resul=1", "20 result=1", "2000 x", "200 result=1\tjunk", "200 result=-\x0b1"],
+)
 def test_garbage_is_a_protocol_error(line: str) -> None:
     with pytest.raises(AgiProtocolError):
         ReplyParser().feed(line)
