@@ -1,8 +1,9 @@
 """FastAGI servers side by side: ours, panoramisk's, and a plain asyncio floor.
 
     .venv/bin/python bench/bench_fastagi.py                 # 5 interleaved rounds
-    .venv/bin/python bench/bench_fastagi.py --rounds 7 --sessions 5000 --concurrency 200
+    .venv/bin/python bench/bench_fastagi.py --before main --rounds 7   # + the old server
     .venv/bin/python bench/bench_fastagi.py --latency-only  # the 2,000-call run only
+    BENCH_PROFILE=/tmp/agi.prof .venv/bin/python bench/bench_fastagi.py  # cProfile each server
 
 Every server runs in its own process and serves the same three-command session
 (ANSWER, GET DATA, SET VARIABLE); the client is one uvloop process that speaks
@@ -16,7 +17,11 @@ like Asterisk (environment block, then one reply per command). The servers:
   read three replies, close (no parsing, no limits: the cost of the loop itself).
 
 Each kind runs on the stock asyncio loop and, when uvloop is installed, on
-uvloop (``ours`` picks uvloop itself when present, as ``hotline run`` does).
+uvloop (``hotline run`` runs ours on uvloop when it is installed: the "fast"
+extra). All but ``before`` listen with ours' backlog: asyncio's default of 100
+overflows with 200 callers connecting at once, and each overflow costs a
+caller a second. Besides sessions/s, each server's CPU time per session is
+reported (from /proc): on a shared machine it moves less than wall time.
 Rounds are interleaved (every server once per round, in a rotating order) so
 that a busy neighbour on a shared machine hits all of them alike; the ratios
 are taken within a round and their medians reported.
