@@ -247,7 +247,7 @@ class ReplyParser:
                 lines=[line],
             )
         code = line[:3]
-        if code.isdigit() and (len(line) == 3 or line[3] == " "):
+        if len(code) == 3 and code.isdigit() and (len(line) == 3 or line[3] == " "):
             return AgiReply(code=int(code), lines=[line])
         raise AgiProtocolError(f"not an AGI reply: {line!r}")
 

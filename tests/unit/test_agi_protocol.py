@@ -118,7 +118,9 @@ def test_inline_hangup_is_a_notice_not_a_reply() -> None:
 @pytest.mark.parametrize(
     "line",
     # the last two pass the digits-only shortcut by and still meet the full grammar
-    ["hello", "200 resul=1", "20 result=1", "2000 x", "200 result=1\tjunk", "200 result=-\x0b1"],
+    ["hello", "200 resul=1", "20 result=1", "2000 x", "200 result=1\tjunk", "200 result=-\x0b1",
+     # short numeric lines: a protocol error, not an IndexError
+     "1", "20", "5\r\n"],
 )
 def test_garbage_is_a_protocol_error(line: str) -> None:
     with pytest.raises(AgiProtocolError):
