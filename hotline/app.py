@@ -34,6 +34,7 @@ from crm_sync.callflow import (
 )
 from crm_sync.campaigns import load_campaigns_config
 from crm_sync.db import DatabaseUnavailable, create_pool, describe_dsn
+from crm_sync.desk.config import load_desk_config
 from crm_sync.ivr_store import (
     PhoneAppealLookup,
     PostgresCallerLanguages,
@@ -71,6 +72,7 @@ from hotline.settings import (
 )
 from hotline.web.announcements import ANNOUNCEMENT_AUDIO
 from hotline.web.app import build_web_app
+from hotline.web.call_panel import DESK_CONFIG
 from hotline.web.campaigns import CAMPAIGNS_CONFIG
 from hotline.web.common import APPEALS
 from hotline.web.crm_webhook import CRM_WEBHOOK, CrmWebhook
@@ -453,6 +455,7 @@ async def _start_web(service: HotlineService) -> None:
     app[CAMPAIGNS_CONFIG] = await asyncio.to_thread(load_campaigns_config, s.config_path)
     app[LEADERSHIP_CONFIG] = await asyncio.to_thread(load_leadership_config, s.config_path)
     app[ANNOUNCEMENT_AUDIO] = announcement_audio(s)
+    app[DESK_CONFIG] = await asyncio.to_thread(load_desk_config, s.config_path)
     service.web_runner = web.AppRunner(app, access_log=None)
     await service.web_runner.setup()
     service.on_stop("web", service.web_runner.cleanup)

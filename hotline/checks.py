@@ -18,6 +18,9 @@ What is checked:
   that each SMS text fits its segment limit with sample values;
 - ``leadership.toml``: the dashboard's rating indicators (their counts) and the
   housing rating's components (their categories against the taxonomy);
+- ``desk.toml``, ``streets.csv``, ``directory.toml``: the in-call panel's
+  disposition labels (one per disposition of ``hotline.core.desk``), taxonomy
+  keywords, the street → district list and the city services' phone directory;
 - ``asterisk/etc``: the queues the generated ``queues.conf`` defines and the
   dialplan uses are the catalogue's, the production dialplan does not include
   the simulation, and every ``${HOTLINE_…}`` it reads is defined.
@@ -30,6 +33,7 @@ import re
 from pathlib import Path
 
 from crm_sync.appeals.config import check_appeals_config
+from crm_sync.desk.config import check_desk_config
 from crm_sync.leadership.config import check_leadership_config
 from crm_sync.notifications.templates import check_notifications_config
 from crm_sync.taxonomy import check_taxonomy
@@ -122,6 +126,12 @@ def check_config(
         categories={c.code for c in taxonomy.categories} if taxonomy else None,
         spheres={s.code for s in taxonomy.spheres} if taxonomy else None,
     ))
+    _, more = check_desk_config(
+        config_dir,
+        categories={c.code for c in taxonomy.categories} if taxonomy else None,
+        districts={d.code for d in taxonomy.districts} if taxonomy else None,
+    )
+    found(more)
     return problems
 
 

@@ -15,6 +15,7 @@ from hotline.core.health import Readiness
 from hotline.web import (
     announcements,
     auth,
+    call_panel,
     campaigns,
     crm_webhook,
     dashboard,
@@ -46,7 +47,7 @@ from hotline.web.sessions import SessionStore
 
 #: The web modules; a new page or API is one module with its ``ROUTES``.
 MODULES = (auth, ops, wallboard, open311, openapi, executor, routing_admin, delivery_reports,
-           crm_webhook, campaigns, outbox_admin, informing, dashboard, announcements)
+           crm_webhook, campaigns, outbox_admin, informing, dashboard, announcements, call_panel)
 STATIC_PREFIX = "/static/"
 
 

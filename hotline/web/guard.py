@@ -46,6 +46,14 @@ SECURITY_HEADERS = {
     "Permissions-Policy": "camera=(), microphone=(), geolocation=()",
 }
 HSTS = "max-age=31536000"
+#: Pages our own pages may frame (the desk embeds the in-call panel in an iframe);
+#: matched on the route that answers. Every other page stays unframeable.
+FRAMEABLE_ROUTES = frozenset({"/desk/call/{uniqueid}"})
+FRAMEABLE_HEADERS = {
+    "Content-Security-Policy": CONTENT_SECURITY_POLICY.replace(
+        "frame-ancestors 'none'", "frame-ancestors 'self'"),
+    "X-Frame-Options": "SAMEORIGIN",
+}
 
 #: Routes whose clients are servers authenticated by an ``api_key`` in the request
 #: (Open311), a signature (the SMS gateway's webhooks) or a token in the link (opt-out).
@@ -189,8 +197,16 @@ def _api_key_route(request: web.Request) -> bool:
     return resource is not None and resource.canonical.startswith(API_KEY_ROUTES)
 
 
+def _route_in(request: web.Request, paths: frozenset[str]) -> bool:
+    resource = request.match_info.route.resource
+    return resource is not None and resource.canonical in paths
+
+
 async def add_security_headers(request: web.Request, response: web.StreamResponse) -> None:
     """``on_response_prepare``: every response, errors and static files included."""
+    if _route_in(request, FRAMEABLE_ROUTES):
+        for name, value in FRAMEABLE_HEADERS.items():
+            response.headers.setdefault(name, value)
     for name, value in SECURITY_HEADERS.items():
         response.headers.setdefault(name, value)
     secure = is_secure(request)

@@ -11,6 +11,7 @@ from aiohttp import web
 
 from hotline.web import (
     announcements,
+    call_panel,
     campaigns,
     dashboard,
     executor,
@@ -287,6 +288,7 @@ def document() -> dict[str, Any]:
             **informing.OPENAPI_PATHS,
             **dashboard.OPENAPI_PATHS,
             **announcements.OPENAPI_PATHS,
+            **call_panel.OPENAPI_PATHS,
         },
     }
 
