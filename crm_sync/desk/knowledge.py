@@ -10,7 +10,6 @@ trigram word similarity, so a typo in a title word still finds the article.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
 from typing import Any
 
 import asyncpg
@@ -57,11 +56,13 @@ def check_fields(body: dict[str, Any]) -> ArticleFields:
     errors: dict[str, str] = {}
 
     def text(name: str, limit: int, required: bool) -> str:
-        value = body.get(name, "")
-        if not isinstance(value, str):
+        raw = body.get(name, "")
+        if raw is None:
+            raw = ""
+        if not isinstance(raw, str):
             errors[name] = "expected text"
             return ""
-        value = value.strip()
+        value: str = raw.strip()
         if required and not value:
             errors[name] = "required"
         elif len(value) > limit:

@@ -128,8 +128,13 @@ async def call_info(request: web.Request) -> web.Response:
     pool = request.app[POOL]
     call = await _call(request)
     districts = await pool.fetch("SELECT code, name_uk FROM districts ORDER BY name_uk")
+    spheres = await pool.fetch(
+        "SELECT code, name_uk FROM spheres ORDER BY share_percent DESC NULLS LAST, name_uk")
+    context = await call_context(pool, call)
     return json_response({
-        "call": _call_json(call), **await call_context(pool, call),
+        "call": _call_json(call), **context,
+        "queue_spheres": context.pop("spheres"),
+        "spheres": [dict(r) for r in spheres],
         "districts": [dict(r) for r in districts],
         "dispositions": [{"code": k, "label": v} for k, v in config.dispositions.items()],
         "csrf": csrf_token(request),
