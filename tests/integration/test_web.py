@@ -94,6 +94,22 @@ PROTECTED: list[tuple[str, str, str]] = [
     ("GET", "/api/admin/hours", "api"),
     ("POST", "/api/admin/hours/override", "api"),
     ("GET", "/api/callbacks", "api"),
+    # the in-call panel and the knowledge base (hotline.web.call_panel)
+    ("GET", "/desk/call/{uniqueid}", "page"),
+    ("GET", "/desk/knowledge", "page"),
+    ("GET", "/api/desk/calls/{uniqueid}", "api"),
+    ("POST", "/api/desk/calls/{uniqueid}/appeal", "api"),
+    ("POST", "/api/desk/calls/{uniqueid}/disposition", "api"),
+    ("POST", "/api/desk/calls/{uniqueid}/article", "api"),
+    ("GET", "/api/desk/taxonomy", "api"),
+    ("GET", "/api/desk/streets", "api"),
+    ("GET", "/api/desk/kb", "api"),
+    ("GET", "/api/desk/kb/{article_id}", "api"),
+    ("GET", "/api/desk/directory", "api"),
+    ("GET", "/api/admin/kb/articles", "api"),
+    ("POST", "/api/admin/kb/articles", "api"),
+    ("GET", "/api/admin/kb/articles/{article_id}", "api"),
+    ("POST", "/api/admin/kb/articles/{article_id}", "api"),
 ]
 WATCHER_ONLY = ["/wallboard", "/api/calls/recent", "/api/stats/today", "/api/queues", "/ws/live"]
 
