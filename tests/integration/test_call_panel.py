@@ -404,3 +404,15 @@ async def test_only_the_panel_is_frameable_and_only_by_our_pages(
         response = await client.get(path, allow_redirects=False)
         assert response.headers["X-Frame-Options"] == "DENY", path
         assert "frame-ancestors 'none'" in response.headers["Content-Security-Policy"], path
+
+
+async def test_the_knowledge_page_is_for_admins(
+    client: Client, pool: asyncpg.Pool, redis_client: aioredis.Redis
+) -> None:
+    await signed_in(client, pool, "admin")
+    page = await client.get("/desk/knowledge")
+    assert page.status == 200 and "/static/knowledge_admin.js" in await page.text()
+    async with TestClient(TestServer(desk_app(pool, redis_client))) as operator:
+        await signed_in(operator, pool)
+        assert (await operator.get("/desk/knowledge")).status == 403
+        assert (await operator.get("/api/admin/kb/articles")).status == 403

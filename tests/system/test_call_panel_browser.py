@@ -169,3 +169,36 @@ async def test_chromium_frames_the_panel_but_no_other_page(
     # refused by the browser: its error page in the frame, nothing of ours
     assert urls["wallboard"].startswith("chrome-error://"), urls
     assert urls["kb"].startswith("chrome-error://"), urls
+
+
+async def test_an_admin_writes_and_edits_an_article(
+    base_url: str, browser: Browser, pool: asyncpg.Pool
+) -> None:
+    admin = await add_user(pool, "admin")
+    problems: list[str] = []
+    page = await new_page(browser, problems)
+    await sign_in(page, base_url, admin)
+    await page.goto(f"{base_url}/desk/knowledge")
+    await page.fill("#a-title", "Відключення гарячої води влітку")
+    await page.select_option("#a-category", "no_hot_water")
+    await page.fill("#a-keywords", "ГВП, профілактика")
+    await page.fill("#a-body", "Щоліта гарячу воду вимикають на профілактику до 14 днів.")
+    await page.click("#a-save")
+    await expect(page.locator("#a-saved")).to_have_text("Збережено.")
+    await expect(page.locator("#a-heading")).to_contain_text("Стаття №")
+    await expect(page.locator("#a-list tbody")).to_contain_text("Відключення гарячої води")
+    # an empty title: the server's message by the field
+    await page.fill("#a-title", "")
+    await page.click("#a-save")
+    await expect(page.locator('[data-error-for="title"]')).to_have_text("required")
+    await page.fill("#a-title", "Відключення гарячої води на профілактику")
+    await page.click("#a-save")
+    await expect(page.locator("#a-saved")).to_have_text("Збережено.")
+    await expect(page.locator("#a-heading")).to_contain_text("Стаття №")
+    await expect(page.locator("#a-list tbody")).to_contain_text("на профілактику")
+    row = await pool.fetchrow(
+        "SELECT a.title, a.version, c.code FROM kb_articles a JOIN categories c "
+        "ON c.id = a.category_id WHERE a.title LIKE 'Відключення гарячої води%'")
+    assert (row["title"], row["version"], row["code"]) == (
+        "Відключення гарячої води на профілактику", 2, "no_hot_water")
+    assert [p for p in problems if "status of 400" not in p] == []

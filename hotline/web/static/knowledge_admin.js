@@ -75,6 +75,7 @@
   $('a-form').addEventListener('submit', async ev => {
     ev.preventDefault();
     clearErrors();
+    $('a-saved').hidden = true;
     const id = $('a-id').value;
     const data = {title: $('a-title').value, body: $('a-body').value,
       keywords: $('a-keywords').value, category: $('a-category').value,
