@@ -605,6 +605,9 @@ async def _run_demo(args: argparse.Namespace, settings: Settings, log_path: Path
             values["supervisor_password"],
         )
         executor_password = await _seed_demo_executor(backends.pool, settings, appeals_config)
+        from crm_sync.desk.knowledge import seed_demo_articles  # the in-call panel's KB
+
+        await seed_demo_articles(backends.pool)
         service = HotlineService(settings, backends)
         cleanup.push_async_callback(service.stop)
         await service.start()

@@ -168,3 +168,37 @@ async def search_articles(
                 ORDER BY rank DESC, a.id DESC LIMIT $3""",
             category, include_inactive, limit, text, TITLE_SIMILARITY)
     return [{**dict(r), "rank": round(float(r["rank"]), 3)} for r in rows]
+
+
+#: (category code or None, title, keywords, body): the demo's knowledge base, written
+#: on a first run (``hotline demo``) so operators have something to search.
+DEMO_ARTICLES = (
+    ("heating_temperature", "Опалювальний сезон: коли вмикають і вимикають тепло",
+     "батареї, опалення, температура",
+     "Опалювальний сезон у Києві починають, коли середньодобова температура повітря три "
+     "дні поспіль нижча за +8 °C, і завершують, коли вона три дні поспіль вища за +8 °C. "
+     "Якщо в квартирі холодно під час сезону, реєструємо звернення «Незадовільна "
+     "температура опалення»."),
+    ("no_hot_water", "Планове відключення гарячої води на профілактику",
+     "ГВП, гаряча вода, профілактика, ремонт",
+     "Щоліта гарячу воду вимикають на профілактику мереж на строк до 14 діб за графіком "
+     "Київтеплоенерго. Поза графіком відсутність гарячої води реєструємо як звернення."),
+    ("billing_subsidies", "Як оформити житлову субсидію",
+     "субсидія, пільги, соціальні виплати",
+     "Заяву про призначення субсидії подають онлайн через портал Дія або до центру "
+     "надання адміністративних послуг за місцем проживання. Для перерахунку вже призначеної "
+     "субсидії реєструємо звернення «Розрахунки, нарахування субсидій»."),
+    (None, "Загублені речі в громадському транспорті",
+     "бюро знахідок, метро, автобус",
+     "Речі, залишені в метро, передають до бюро знахідок Київського метрополітену; "
+     "у наземному транспорті — до диспетчерської відповідного депо. Звернення не реєструємо."),
+)
+
+
+async def seed_demo_articles(pool: asyncpg.Pool, by: str = "demo") -> int:
+    """The demo's articles when the knowledge base is empty; how many were written."""
+    if await pool.fetchval("SELECT EXISTS (SELECT 1 FROM kb_articles)"):
+        return 0
+    for category, title, keywords, body in DEMO_ARTICLES:
+        await create_article(pool, ArticleFields(title, body, keywords, category), by)
+    return len(DEMO_ARTICLES)

@@ -416,3 +416,14 @@ async def test_the_knowledge_page_is_for_admins(
         await signed_in(operator, pool)
         assert (await operator.get("/desk/knowledge")).status == 403
         assert (await operator.get("/api/admin/kb/articles")).status == 403
+
+
+async def test_the_demo_articles_are_written_once_and_found(pool: asyncpg.Pool) -> None:
+    from crm_sync.desk.knowledge import DEMO_ARTICLES, search_articles, seed_demo_articles
+
+    await pool.execute("UPDATE calls SET kb_article_id = NULL")
+    await pool.execute("DELETE FROM kb_articles")
+    assert await seed_demo_articles(pool) == len(DEMO_ARTICLES)
+    assert await seed_demo_articles(pool) == 0
+    hits = await search_articles(pool, "субсидії")
+    assert hits and hits[0]["title"] == "Як оформити житлову субсидію"
