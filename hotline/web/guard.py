@@ -54,6 +54,11 @@ FRAMEABLE_HEADERS = {
         "frame-ancestors 'none'", "frame-ancestors 'self'"),
     "X-Frame-Options": "SAMEORIGIN",
 }
+#: Pages that frame those (default-src 'none' would block any iframe): the operator's
+#: desk. They may frame our own origin only, and only the routes above allow it.
+FRAME_HOST_ROUTES = frozenset({"/desk"})
+FRAME_HOST_POLICY = CONTENT_SECURITY_POLICY.replace(
+    "default-src 'none';", "default-src 'none'; frame-src 'self';")
 
 #: Routes whose clients are servers authenticated by an ``api_key`` in the request
 #: (Open311), a signature (the SMS gateway's webhooks) or a token in the link (opt-out).
@@ -207,6 +212,8 @@ async def add_security_headers(request: web.Request, response: web.StreamRespons
     if _route_in(request, FRAMEABLE_ROUTES):
         for name, value in FRAMEABLE_HEADERS.items():
             response.headers.setdefault(name, value)
+    elif _route_in(request, FRAME_HOST_ROUTES):
+        response.headers.setdefault("Content-Security-Policy", FRAME_HOST_POLICY)
     for name, value in SECURITY_HEADERS.items():
         response.headers.setdefault(name, value)
     secure = is_secure(request)

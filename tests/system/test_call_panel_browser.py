@@ -18,6 +18,7 @@ import redis.asyncio as aioredis
 from playwright.async_api import Browser, Page, Route, expect
 
 from crm_sync.desk.knowledge import ArticleFields, create_article
+from hotline.web.guard import CONTENT_SECURITY_POLICY, FRAME_HOST_POLICY
 from tests.support.appeals import appeals_case_store
 from tests.support.browser import chromium, new_page, serve
 from tests.support.databases import MakeDatabase
@@ -53,13 +54,16 @@ async def sign_in(page: Page, base_url: str, user: User) -> None:
     await expect(page).not_to_have_url(re.compile(r"/login$"))
 
 
-async def host_page(page: Page, base_url: str, frames: dict[str, str]) -> None:
-    """A page of our origin that frames ``frames`` (id → path), as /desk will."""
+async def host_page(page: Page, base_url: str, frames: dict[str, str],
+                    policy: str = FRAME_HOST_POLICY) -> None:
+    """A page of our origin that frames ``frames`` (id → path) under the policy the
+    guard gives the desk page (``/desk``, issue 8)."""
     iframes = "".join(f'<iframe id="{i}" src="{p}" width="1000" height="1400"></iframe>'
                       for i, p in frames.items())
 
     async def fulfil(route: Route) -> None:
         await route.fulfill(status=200, content_type="text/html",
+                            headers={"Content-Security-Policy": policy},
                             body=f"<!doctype html><html><body>{iframes}</body></html>")
 
     await page.route(f"{base_url}/desk-host", fulfil)
@@ -169,6 +173,16 @@ async def test_chromium_frames_the_panel_but_no_other_page(
     # refused by the browser: its error page in the frame, nothing of ours
     assert urls["wallboard"].startswith("chrome-error://"), urls
     assert urls["kb"].startswith("chrome-error://"), urls
+
+    # any other page of ours (the default policy) cannot frame even the panel
+    other = await new_page(browser)
+    await sign_in(other, base_url, admin)
+    await host_page(other, base_url, {"panel": f"/desk/call/{uniqueid}"},
+                    policy=CONTENT_SECURITY_POLICY)
+    await expect(other.frame_locator("#panel").locator("#call-card")).to_have_count(0)
+    handle = await other.locator("#panel").element_handle()
+    frame = await handle.content_frame() if handle is not None else None
+    assert frame is not None and not frame.url.endswith(f"/desk/call/{uniqueid}"), frame
 
 
 async def test_an_admin_writes_and_edits_an_article(

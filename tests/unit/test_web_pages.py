@@ -41,3 +41,16 @@ def test_the_policy_is_strict() -> None:
     assert directives["script-src"] == "'self'" and directives["style-src"] == "'self'"
     assert directives["frame-ancestors"] == "'none'"
     assert "unsafe" not in CONTENT_SECURITY_POLICY
+
+
+def test_only_frame_ancestors_and_frame_src_differ_for_the_desk_and_its_panel() -> None:
+    from hotline.web.guard import FRAME_HOST_POLICY, FRAMEABLE_HEADERS
+
+    def directives(policy: str) -> dict[str, str]:
+        return dict(d.strip().split(" ", 1) for d in policy.split(";"))
+
+    strict = directives(CONTENT_SECURITY_POLICY)
+    framed = directives(FRAMEABLE_HEADERS["Content-Security-Policy"])
+    assert framed == {**strict, "frame-ancestors": "'self'"}
+    assert FRAMEABLE_HEADERS["X-Frame-Options"] == "SAMEORIGIN"
+    assert directives(FRAME_HOST_POLICY) == {**strict, "frame-src": "'self'"}
