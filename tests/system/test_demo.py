@@ -88,6 +88,11 @@ async def test_demo_brings_everything_up_and_calls_flow(state_dir: Path) -> None
                 assert resp.status == 200 and (await resp.json())["appeals"], "nothing to do"
             async with await sign_in_session(http, web, "supervisor", match.group(1)) as resp:
                 assert resp.status == 200 and "wallboard" in str(resp.url)
+            # the in-call panel's knowledge base (demo articles) and directory are served
+            async with http.get(f"{web}/api/desk/kb", params={"q": "субсидії"}) as resp:
+                assert resp.status == 200 and (await resp.json())["articles"], "no articles"
+            async with http.get(f"{web}/api/desk/directory", params={"q": "газ"}) as resp:
+                assert resp.status == 200 and (await resp.json())["services"]
             calls: list[dict[str, object]] = []
             deadline = time.monotonic() + 90
             while time.monotonic() < deadline:
