@@ -1,10 +1,4 @@
-"""Contact-centre figures from the case store, with Asterisk's own definitions.
-
-The arithmetic is pure (:func:`service_levels`); the queries are apart. SL and
-SL2 are Asterisk's (``app_queue``'s ``servicelevel``): SL is answered within the
-threshold ÷ answered; SL2 is (answered within + abandoned within) ÷
-(answered + abandoned). ``None`` when the divisor is zero.
-"""
+"""Today's figures per call for the wallboard (a live query over one day)."""
 
 from __future__ import annotations
 
@@ -13,19 +7,7 @@ from typing import Any
 
 import asyncpg
 
-
-def percent(part: int, whole: int) -> float | None:
-    return round(100 * part / whole, 1) if whole else None
-
-
-def service_levels(
-    answered: int, answered_within: int, abandoned: int, abandoned_within: int
-) -> tuple[float | None, float | None]:
-    """(SL, SL2) in percent."""
-    return (
-        percent(answered_within, answered),
-        percent(answered_within + abandoned_within, answered + abandoned),
-    )
+from crm_sync.stats.metrics import service_levels
 
 
 async def figures_by_queue(
