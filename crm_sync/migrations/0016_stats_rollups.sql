@@ -93,6 +93,7 @@ DECLARE
     sl integer;
     short integer;
     w integer := coalesce(a.wait_seconds, 0);
+    o text := coalesce(a.outcome, '');
     is_callback boolean;
     is_abandon boolean;
     is_short boolean;
@@ -107,19 +108,18 @@ BEGIN
     END IF;
     SELECT t.service_level, t.short_abandon INTO sl, short FROM stats_thresholds t
      WHERE t.queue IN (a.queue, '*') ORDER BY t.queue = '*' LIMIT 1;
-    is_callback := call_outcome = 'callback' AND a.outcome IS DISTINCT FROM 'answered'
-                   AND a.outcome IS DISTINCT FROM 'timeout';
-    is_abandon := a.outcome = 'abandoned' AND NOT is_callback;
+    is_callback := call_outcome = 'callback' AND o NOT IN ('answered', 'timeout');
+    is_abandon := o = 'abandoned' AND NOT is_callback;
     is_short := is_abandon AND w < short;
     r.offered := sign * (NOT is_short)::integer;
-    r.answered := sign * (a.outcome = 'answered')::integer;
+    r.answered := sign * (o = 'answered')::integer;
     r.abandoned := sign * (is_abandon AND NOT is_short)::integer;
     r.short_abandoned := sign * is_short::integer;
-    r.timed_out := sign * (a.outcome = 'timeout')::integer;
+    r.timed_out := sign * (o = 'timeout')::integer;
     r.callbacks := sign * is_callback::integer;
-    r.answered_within := sign * (a.outcome = 'answered' AND w <= sl)::integer;
+    r.answered_within := sign * (o = 'answered' AND w <= sl)::integer;
     r.abandoned_within := sign * (is_abandon AND w <= sl)::integer;
-    IF a.outcome = 'answered' THEN
+    IF o = 'answered' THEN
         r.wait_answered := sign * w;
         r.talk := sign * coalesce(a.talk_seconds, 0);
         r.wrap := sign * coalesce(a.wrap_seconds, 0);

@@ -204,10 +204,11 @@ def _next_bucket(start: datetime, granularity: str) -> datetime:
 def sum_by_bucket(
     rows: Iterable[Mapping[str, Any]], granularity: str
 ) -> dict[tuple[str, datetime], QueueTotals]:
-    """(queue, bucket) → totals, from half-hour rows with ``queue`` and ``slot``."""
+    """(queue, bucket's start in UTC) → totals, from rows with ``queue`` and ``slot``
+    (UTC keys: the hour repeated when summer time ends is two buckets)."""
     out: dict[tuple[str, datetime], QueueTotals] = {}
     for row in rows:
-        key = (str(row["queue"]), bucket_start(row["slot"], granularity))
+        key = (str(row["queue"]), bucket_start(row["slot"], granularity).astimezone(UTC))
         totals = QueueTotals.of(row)
         if key in out:
             out[key].add(totals)

@@ -68,7 +68,7 @@ async def queue_report(
         total = QueueTotals()
         points = []
         for start in starts:
-            t = by_bucket.get((name, start), QueueTotals())
+            t = by_bucket.get((name, start.astimezone(UTC)), QueueTotals())
             total.add(t)
             points.append({"bucket": start.isoformat(),
                            "label": bucket_label(start, period.granularity),

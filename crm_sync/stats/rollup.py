@@ -24,13 +24,13 @@ SLOT = timedelta(minutes=30)
 
 _REFRESH_QUEUE = """
 WITH f AS (
-    SELECT a.queue, stats_slot(a.entered_at) AS slot, a.outcome,
+    SELECT a.queue, stats_slot(a.entered_at) AS slot, coalesce(a.outcome, '') AS outcome,
            coalesce(a.wait_seconds, 0) AS w, coalesce(a.talk_seconds, 0) AS talk,
            coalesce(a.wrap_seconds, 0) AS wrap,
            coalesce(t.service_level, d.service_level) AS sl,
            coalesce(t.short_abandon, d.short_abandon) AS short,
-           (c.outcome = 'callback' AND a.outcome IS DISTINCT FROM 'answered'
-            AND a.outcome IS DISTINCT FROM 'timeout') AS cb
+           (c.outcome = 'callback' AND coalesce(a.outcome, '') NOT IN ('answered', 'timeout'))
+               AS cb
       FROM queue_attempts a
       JOIN calls c ON c.id = a.call_id
       CROSS JOIN (SELECT * FROM stats_thresholds WHERE queue = '*') d
