@@ -27,6 +27,7 @@ import time
 import uuid
 from collections.abc import Awaitable, Callable
 from datetime import date, timedelta
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -95,9 +96,10 @@ async def main() -> None:
             print(f"generation: {calls:,} calls in {took:.0f} s ({calls / took:,.0f} calls/s)",
                   flush=True)
             await pool.execute("VACUUM ANALYZE")
-        print(f"calls stored: {await pool.fetchval('SELECT count(*) FROM calls'):,}; "
-              f"database {await pool.fetchval('SELECT pg_size_pretty(pg_database_size(current_database()))')}",
-              flush=True)
+        size = await pool.fetchval(
+            "SELECT pg_size_pretty(pg_database_size(current_database()))")
+        stored = await pool.fetchval("SELECT count(*) FROM calls")
+        print(f"calls stored: {stored:,}; database {size}", flush=True)
         ten = str(today - timedelta(days=int(args.years * 365.25)))
         year = str(today - timedelta(days=365))
         month = str(today - timedelta(days=30))
@@ -106,24 +108,24 @@ async def main() -> None:
         for gran in ("month", "week", "day"):
             period = parse_period(ten, str(today), gran, today=today)
             cases.append((f"queues, {args.years:g} years by {gran}",
-                          lambda p=period: queries.queue_report(pool, p)))
+                          partial(queries.queue_report, pool, period)))
         for label, since, gran in (("queues, a year by day", year, "day"),
                                    ("queues, a month by hour", month, "hour"),
                                    ("queues, a day by half-hour", yesterday, "halfhour")):
             period = parse_period(since, str(today), gran, today=today)
-            cases.append((label, lambda p=period: queries.queue_report(pool, p)))
+            cases.append((label, partial(queries.queue_report, pool, period)))
         period = parse_period(ten, str(today), "month", today=today)
         cases.append(("queues, one queue, 10 years by month",
-                      lambda p=period: queries.queue_report(pool, p, ["housing"])))
+                      partial(queries.queue_report, pool, period, ["housing"])))
         for label, since in (("operators, a month", month), ("operators, a year", year)):
             period = parse_period(since, str(today), "day", today=today,
                                   max_days=MAX_DETAIL_DAYS)
-            cases.append((label, lambda p=period: queries.operator_report(pool, p)))
+            cases.append((label, partial(queries.operator_report, pool, period)))
         period = parse_period(ten, str(today), "day", today=today)
-        cases.append(("IVR path, 10 years", lambda p=period: queries.ivr_report(pool, p)))
+        cases.append(("IVR path, 10 years", partial(queries.ivr_report, pool, period)))
         period = parse_period(yesterday, yesterday, "halfhour", today=today, max_days=7)
         cases.append(("staffing, a day (4 queues x 48 half-hours)",
-                      lambda p=period: queries.staffing_report(pool, p)))
+                      partial(queries.staffing_report, pool, period)))
         for label, call in cases:
             await timed(label, args.runs, call)
     finally:

@@ -1,5 +1,6 @@
 """The ``hotline`` command: run, migrate, demo, asterisk up|down|status, user add|deactivate,
-apikey add|revoke|list, demo-data load-seed, config, check-config.
+apikey add|revoke|list, demo-data load-seed, generate-history, stats-refresh, config,
+check-config.
 
 Expected failures (a bad setting, a database or Redis that is not there, an
 AMI that refuses the login, a sandbox that cannot start) end with one line
@@ -103,6 +104,12 @@ def build_parser() -> argparse.ArgumentParser:
     demo_data = sub.add_parser("demo-data", help="demo data for the leadership dashboard")
     demo_data.add_argument("action", choices=("load-seed",),
                            help="load-seed: the seed's 2017 tables and ratings (again: replaced)")
+    history = sub.add_parser("generate-history",
+                             help="generate years of calls for the reports' scale test")
+    history.add_argument("--years", type=float, default=10.0)
+    history.add_argument("--calls-per-day", type=int, default=5480)
+    sub.add_parser("stats-refresh",
+                   help="write the reports' thresholds from config and rebuild the rollups")
 
     sub.add_parser("config", help="print the effective settings (secrets hidden)")
     sub.add_parser(
@@ -172,6 +179,8 @@ def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
         return asyncio.run(_crm_reconcile(args, settings))
     if args.command == "demo-data":
         return asyncio.run(_demo_data_load_seed(settings))
+    if args.command in ("generate-history", "stats-refresh"):
+        return asyncio.run(_stats(args, settings))
     if args.command == "run":
         if "ami" in settings.service.roles:
             _fill_ami_secret(settings)
@@ -294,9 +303,12 @@ async def _migrate(settings: Settings) -> int:
         routing = await load_routing_config(
             database.pool, appeals_config.routing, appeals_config.settings
         )
+        rebuilt = await _stats_thresholds(database.pool, settings)
     finally:
         await database.close()
     print(f"migrations applied: {', '.join(applied) if applied else 'none (up to date)'}")
+    if rebuilt:
+        print("statistics: thresholds changed, rollups rebuilt")
     print("taxonomy: " + ", ".join(f"{k} {v}" for k, v in counts.items()))
     print("routing: " + ", ".join(f"{k} {v}" for k, v in routing.items()))
     return 0
@@ -445,6 +457,60 @@ async def _crm_reconcile(args: argparse.Namespace, settings: Settings) -> int:
         await database.close()
     print(json.dumps(report.as_dict(), indent=2, ensure_ascii=False))
     return 1 if report.drift else 0
+
+
+async def _stats_thresholds(pool: asyncpg.Pool, settings: Settings) -> bool:
+    """The SL and short-abandon thresholds from config into the case store; the
+    rollups rebuilt when they changed. True if rebuilt."""
+    from crm_sync.stats.rollup import refresh_all, write_thresholds
+    from ivr.menu import load_catalogue
+
+    catalogue = load_catalogue(settings.config_path)
+    levels = {name: q.service_level for name, q in catalogue.queues.items()}
+    if not await write_thresholds(pool, levels, settings.stats.short_abandon_seconds):
+        return False
+    await refresh_all(pool)
+    return True
+
+
+async def _stats(args: argparse.Namespace, settings: Settings) -> int:
+    """``generate-history``: years of calls with a progress bar; ``stats-refresh``."""
+    from crm_sync.migrate import migrate
+    from crm_sync.stats.history import generate_calls
+    from crm_sync.stats.rollup import refresh_all
+    from hotline.app import open_database
+
+    database = await open_database(settings, keep_embedded=True)
+    try:
+        await migrate(database.pool)
+        if args.command == "stats-refresh":
+            if not await _stats_thresholds(database.pool, settings):
+                await refresh_all(database.pool)
+            print("statistics: rollups rebuilt")
+            return 0
+        if not 0 < args.years <= 20 or not 0 < args.calls_per_day <= 1_000_000:
+            raise SettingsError("generate-history: --years 0-20, --calls-per-day 1-1000000")
+        if await database.pool.fetchval(
+                "SELECT EXISTS (SELECT 1 FROM calls WHERE asterisk_server = 'history')"):
+            raise SettingsError("generate-history: this database already has generated "
+                                "history (calls of server 'history')")
+        await _stats_thresholds(database.pool, settings)
+        started = datetime.now(UTC)
+
+        def progress(done: int, total: int, calls: int) -> None:
+            elapsed = (datetime.now(UTC) - started).total_seconds()
+            eta = elapsed / done * (total - done) if done else 0
+            bar = "#" * (30 * done // total) + "." * (30 - 30 * done // total)
+            print(f"\r[{bar}] {done}/{total} months, {calls:,} calls, {elapsed:.0f} s, "
+                  f"about {eta:.0f} s to go ", end="", file=sys.stderr, flush=True)
+
+        calls = await generate_calls(database.pool, years=args.years, progress=progress,
+                                     calls_per_day=args.calls_per_day)
+        print(file=sys.stderr)
+        print(f"generated {calls:,} calls")
+    finally:
+        await database.close()
+    return 0
 
 
 def _stop_event() -> asyncio.Event:

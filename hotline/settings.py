@@ -206,6 +206,16 @@ class CrmSettings:
 
 
 @dataclass
+class StatsSettings:
+    """Reports (issue 11): a caller who hangs up within ``short_abandon_seconds``
+    of waiting is a short abandon, left out of offered and abandoned. The SL
+    threshold is each queue's ``service_level`` (config/queues.toml). A change
+    takes effect at ``hotline migrate`` or ``hotline stats-refresh`` (rollups rebuilt)."""
+
+    short_abandon_seconds: int = 5
+
+
+@dataclass
 class Settings:
     service: ServiceSettings = field(default_factory=ServiceSettings)
     agi: AgiSettings = field(default_factory=AgiSettings)
@@ -216,6 +226,7 @@ class Settings:
     asterisk: AsteriskSettings = field(default_factory=AsteriskSettings)
     relay: RelaySettings = field(default_factory=RelaySettings)
     crm: CrmSettings = field(default_factory=CrmSettings)
+    stats: StatsSettings = field(default_factory=StatsSettings)
 
     @property
     def config_path(self) -> Path:
@@ -376,6 +387,9 @@ def _validate(s: Settings) -> None:
             raise SettingsError(
                 f"web.metrics_allow: expected addresses or networks (CIDR), got {network!r}"
             ) from None
+    if not 0 <= s.stats.short_abandon_seconds <= 600:
+        raise SettingsError("stats.short_abandon_seconds: expected 0-600 seconds, "
+                            f"got {s.stats.short_abandon_seconds}")
     if s.redis.url.startswith("unix://") and not urlsplit(s.redis.url).path.startswith("/"):
         raise SettingsError("redis.url: expected unix:///absolute/path/to/redis.sock")
     for section in dataclasses.fields(s):

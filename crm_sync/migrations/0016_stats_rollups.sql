@@ -42,6 +42,7 @@ CREATE TABLE stats_queue_halfhour (
     wrap                bigint NOT NULL DEFAULT 0,
     PRIMARY KEY (slot, queue)
 );
+CREATE INDEX stats_queue_halfhour_queue_idx ON stats_queue_halfhour (queue, slot);
 
 CREATE TABLE stats_operator_halfhour (
     operator_interface text NOT NULL,

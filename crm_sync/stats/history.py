@@ -67,8 +67,10 @@ WITH slots AS (
                        started_at, answered_at, ended_at, ivr_choice, ivr_source, queue,
                        wait_seconds, talk_seconds, operator_interface, operator_name, outcome)
     SELECT 'history:' || extract(epoch FROM slot)::bigint || ':' || i, $4,
-           extract(epoch FROM slot)::bigint || '.' || i, extract(epoch FROM slot)::bigint || '.' || i,
-           'Local/1551@hotline-inbound-' || i, '+38044' || lpad((r_misc * 9999999)::int::text, 7, '0'),
+           extract(epoch FROM slot)::bigint || '.' || i,
+           extract(epoch FROM slot)::bigint || '.' || i,
+           'Local/1551@hotline-inbound-' || i,
+           '+38044' || lpad((r_misc * 9999999)::int::text, 7, '0'),
            started_at,
            CASE WHEN outcome = 'answered'
                 THEN started_at + make_interval(secs => 20 + wait) END,

@@ -140,15 +140,16 @@ async def refresh_all(pool: asyncpg.Pool) -> tuple[datetime, datetime] | None:
 async def write_thresholds(
     pool: asyncpg.Pool, service_levels: Mapping[str, int], short_abandon: int
 ) -> bool:
-    """Store the thresholds from config; True when they changed (rebuild then)."""
+    """Store the thresholds from config, a row per queue (the reports know the
+    queues by them); True when they changed (rebuild the rollups then)."""
     async with pool.acquire() as conn, conn.transaction():
         before = {r["queue"]: (r["service_level"], r["short_abandon"])
                   for r in await conn.fetch("SELECT * FROM stats_thresholds")}
-        default = max(set(service_levels.values()) or {20},
-                      key=list(service_levels.values()).count)
+        # '*' is for queues the config does not name (yet): the commonest threshold.
+        levels = list(service_levels.values())
+        default = max(set(levels), key=levels.count) if levels else 20
         wanted = {"*": (default, short_abandon)}
-        wanted.update({q: (sl, short_abandon) for q, sl in service_levels.items()
-                       if sl != default})
+        wanted.update({q: (sl, short_abandon) for q, sl in service_levels.items()})
         if wanted == before:
             return False
         await conn.execute("DELETE FROM stats_thresholds")

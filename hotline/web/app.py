@@ -27,6 +27,7 @@ from hotline.web import (
     openapi,
     ops,
     outbox_admin,
+    reports,
     routing_admin,
     wallboard,
 )
@@ -47,7 +48,8 @@ from hotline.web.sessions import SessionStore
 
 #: The web modules; a new page or API is one module with its ``ROUTES``.
 MODULES = (auth, ops, wallboard, open311, openapi, executor, routing_admin, delivery_reports,
-           crm_webhook, campaigns, outbox_admin, informing, dashboard, announcements, call_panel)
+           crm_webhook, campaigns, outbox_admin, informing, dashboard, announcements, call_panel,
+           reports)
 STATIC_PREFIX = "/static/"
 
 

@@ -17,6 +17,7 @@ from hotline.web import (
     executor,
     informing,
     outbox_admin,
+    reports,
     routing_admin,
 )
 from hotline.web.common import Route, json_response
@@ -289,6 +290,7 @@ def document() -> dict[str, Any]:
             **dashboard.OPENAPI_PATHS,
             **announcements.OPENAPI_PATHS,
             **call_panel.OPENAPI_PATHS,
+            **reports.OPENAPI_PATHS,
         },
     }
 
