@@ -40,7 +40,8 @@ def bar_chart(title: str, labels: Sequence[str], values: Sequence[float | None])
 
 def line_chart(title: str, labels: Sequence[str],
                series: Sequence[tuple[str, Sequence[float | None]]]) -> str:
-    """Several lines over the same labels; a missing value breaks the line."""
+    """Several lines over the same labels; a missing value has no point (the line
+    joins its neighbours)."""
     top = _scale([v for _, values in series for v in values])
     n = max(len(labels), 1)
     step = (WIDTH - 2 * PAD) / max(n - 1, 1)
