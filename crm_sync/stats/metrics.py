@@ -131,7 +131,8 @@ def parse_period(
     today: date, max_days: int = MAX_PERIOD_DAYS,
 ) -> Period:
     """A report's period from query parameters: dates are the city's days and
-    ``until`` a date is inclusive (the whole day). Defaults: today."""
+    ``until`` a date is inclusive (the whole day); times are widened to whole
+    half-hours. Defaults: today."""
     gran = granularity or "day"
     if gran not in GRANULARITIES:
         raise InvalidInput(f"granularity must be one of {', '.join(GRANULARITIES)}",
@@ -143,12 +144,19 @@ def parse_period(
             end = datetime.combine(end.date() + timedelta(days=1), time(), CITY_TZ)
     else:
         end = datetime.combine(today + timedelta(days=1), time(), CITY_TZ)
+    start, end = to_slot(start), to_slot(end, up=True)
     if end <= start:
         raise InvalidInput("until must be after since", details={"field": "until"})
     if (end - start) > timedelta(days=max_days):
         raise InvalidInput(f"the period is longer than {max_days} days",
                            details={"field": "since", "max_days": max_days})
     return Period(start, end, gran)
+
+
+def to_slot(at: datetime, *, up: bool = False) -> datetime:
+    """``at`` to a half-hour boundary (the rollups' resolution), down or up."""
+    floor = at.replace(minute=at.minute - at.minute % 30, second=0, microsecond=0)
+    return floor + timedelta(minutes=30) if up and floor < at else floor
 
 
 def bucket_start(slot: datetime, granularity: str) -> datetime:

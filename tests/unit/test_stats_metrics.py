@@ -103,3 +103,10 @@ def test_buckets_follow_the_city_calendar_across_dst() -> None:
     # 22:30 UTC on 31 Oct is 00:30 on 1 Nov in Kyiv: November's bucket
     slot = datetime(2026, 10, 31, 22, 30, tzinfo=UTC)
     assert bucket_start(slot, "month") == datetime(2026, 11, 1, tzinfo=CITY_TZ)
+
+
+def test_times_widen_to_whole_half_hours() -> None:
+    # the rollups' resolution: a report from 10:25 to 10:40 covers 10:00–11:00
+    p = parse_period("2026-11-30T10:25", "2026-11-30T10:40:10", "halfhour", today=TODAY)
+    assert (p.since.hour, p.since.minute) == (10, 0)
+    assert (p.until.hour, p.until.minute) == (11, 0)
