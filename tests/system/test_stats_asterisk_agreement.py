@@ -47,7 +47,7 @@ DIGITS = {"housing": "1", "transport": "2"}
 # (queue, seconds the caller stays after pressing, pause before the next call)
 MIX = [
     ("transport", 200.0, 0.5),  # taken by the transport operator: a 70 s call
-    *[("housing", 120.0, 0.4)] * 8,  # a burst for two operators: some wait
+    *[("housing", 120.0, 0.4)] * 11,  # a burst for two operators: some wait beyond SL
     ("transport", 2.0, 0.5), ("transport", 2.5, 0.5),  # short abandons
     ("transport", 9.0, 0.5), ("transport", 12.0, 0.5),  # abandons within SL
     ("transport", 23.0, 0.5),  # an abandon beyond SL (or at it)
