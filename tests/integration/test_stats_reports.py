@@ -216,7 +216,8 @@ async def test_operators_pauses_occupancy_surveys(pool: asyncpg.Pool) -> None:
 
 async def test_ivr_path(pool: asyncpg.Pool) -> None:
     journal = PostgresIvrJournal(pool)
-    steps: list[tuple[str, str, dict[str, Any]]] = [("1", "greeting", {"pressed": ""}), ("1", "menu", {"attempt": 1}),
+    steps: list[tuple[str, str, dict[str, Any]]] = [
+             ("1", "greeting", {"pressed": ""}), ("1", "menu", {"attempt": 1}),
              ("1", "choice", {"digit": "2", "queue": "transport", "attempt": 1}),
              ("1", "route", {"queue": "transport"}),
              ("2", "greeting", {"pressed": ""}), ("2", "menu", {"attempt": 1}),

@@ -4,6 +4,7 @@ a clear page for a bad period."""
 
 from __future__ import annotations
 
+import asyncio
 import csv
 import io
 from collections.abc import AsyncIterator
@@ -66,7 +67,7 @@ async def download_csv(page: Page, name: str) -> list[list[str]]:
     async with page.expect_download() as info:
         await link.click()
     download = await info.value
-    text = Path(await download.path()).read_text("utf-8")
+    text = await asyncio.to_thread(Path(await download.path()).read_text, "utf-8")
     return list(csv.reader(io.StringIO(text)))
 
 
