@@ -4,6 +4,7 @@ operators with pauses, IVR steps — written through the real call store."""
 from __future__ import annotations
 
 from datetime import UTC, date, datetime, time, timedelta
+from typing import Any
 
 import asyncpg
 
@@ -50,10 +51,11 @@ async def write_sample_days(pool: asyncpg.Pool, first: date, days: int = 3) -> i
                     wait_seconds=5 + 7 * i, talk_seconds=60 + 10 * i if answered else None,
                     operator_interface=op if answered else None,
                     operator_name=f"Оператор {op[6:9]}" if answered else None)]))
-            for k, (step, detail) in enumerate((
+            steps: tuple[tuple[str, dict[str, Any]], ...] = (
                     ("greeting", {"pressed": ""}), ("menu", {"attempt": 1}),
                     ("choice", {"digit": str(1 + i % 2), "queue": queue, "attempt": 1}),
-                    ("route", {"queue": queue}))):
+                    ("route", {"queue": queue}))
+            for k, (step, detail) in enumerate(steps):
                 await journal.record_step(IvrStep("sample", uid, at + timedelta(seconds=k),
                                                   step, detail))
     return n
