@@ -60,14 +60,19 @@ async def main() -> None:
     parser.add_argument("--database-url", default="")
     parser.add_argument("--folder", default="")
     parser.add_argument("--keep", action="store_true")
-    parser.add_argument("--reuse", default="", help="a database URL already generated")
+    parser.add_argument("--reuse", default="",
+                        help="time the reports only, over a database already generated: "
+                             "its URL, or its name on the embedded server in --folder")
     args = parser.parse_args()
 
     server = None
     folder = Path(args.folder or tempfile.mkdtemp(prefix="hotline-bench-reports-",
                                                   dir="/var/tmp"))
-    if args.reuse:
+    if args.reuse and "://" in args.reuse:
         url = args.reuse
+    elif args.reuse:
+        server = await astart_embedded_postgres(folder / "data")
+        url = server.url_for(args.reuse)
     else:
         if args.database_url:
             admin_url = args.database_url
