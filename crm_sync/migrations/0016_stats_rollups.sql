@@ -55,7 +55,9 @@ CREATE TABLE stats_operator_halfhour (
     PRIMARY KEY (slot, operator_interface, queue)
 );
 
--- Per call (not attempt): the survey score and the disposition, by the call's operator.
+-- Per call (not attempt): the survey score and the disposition, by the call's
+-- operator; and callbacks (ivr-b: booked in the IVR instead of waiting, so the
+-- call never entered a queue and has no attempt), by the queue it was routed to.
 CREATE TABLE stats_operator_call_day (
     operator_interface text NOT NULL,
     day                date NOT NULL,               -- the city's day of calls.started_at
@@ -95,7 +97,6 @@ DECLARE
     short integer;
     w integer := coalesce(a.wait_seconds, 0);
     o text := coalesce(a.outcome, '');
-    is_callback boolean;
     is_abandon boolean;
     is_short boolean;
 BEGIN
@@ -109,15 +110,14 @@ BEGIN
     END IF;
     SELECT t.service_level, t.short_abandon INTO sl, short FROM stats_thresholds t
      WHERE t.queue IN (a.queue, '*') ORDER BY t.queue = '*' LIMIT 1;
-    is_callback := call_outcome = 'callback' AND o NOT IN ('answered', 'timeout');
-    is_abandon := o = 'abandoned' AND NOT is_callback;
+    is_abandon := o = 'abandoned';
     is_short := is_abandon AND w < short;
     r.offered := sign * (NOT is_short)::integer;
     r.answered := sign * (o = 'answered')::integer;
     r.abandoned := sign * (is_abandon AND NOT is_short)::integer;
     r.short_abandoned := sign * is_short::integer;
     r.timed_out := sign * (o = 'timeout')::integer;
-    r.callbacks := sign * is_callback::integer;
+    r.callbacks := 0;  -- a callback is booked in the IVR, before any queue: see the call
     r.answered_within := sign * (o = 'answered' AND w <= sl)::integer;
     r.abandoned_within := sign * (is_abandon AND w <= sl)::integer;
     IF o = 'answered' THEN
@@ -199,6 +199,11 @@ DECLARE
     j jsonb := to_jsonb(c);
     score integer := nullif(j ->> 'survey_score', '')::integer;
 BEGIN
+    IF c.outcome = 'callback' AND c.queue IS NOT NULL THEN
+        INSERT INTO stats_queue_halfhour AS s (queue, slot, callbacks)
+        VALUES (c.queue, stats_slot(c.started_at), sign)
+        ON CONFLICT (slot, queue) DO UPDATE SET callbacks = s.callbacks + sign;
+    END IF;
     IF c.outcome = 'in_progress' OR c.operator_interface IS NULL THEN
         RETURN;
     END IF;
@@ -244,16 +249,28 @@ CREATE TRIGGER stats_calls AFTER INSERT OR UPDATE ON calls
     FOR EACH ROW EXECUTE FUNCTION stats_calls_trigger();
 
 -- IVR steps are written once each (ON CONFLICT DO NOTHING fires no row trigger).
+-- The option of a step that the IVR path report counts apart: the digit chosen,
+-- where the caller gave up, whether a notice was heard or skipped, a callback
+-- accepted... (step names and details: ivr/flows/).
 CREATE FUNCTION stats_ivr_option(step text, detail jsonb) RETURNS text
 LANGUAGE sql IMMUTABLE AS $$
     SELECT coalesce(CASE step
-        WHEN 'choice' THEN detail ->> 'digit'
+        WHEN 'choice' THEN coalesce(nullif(detail ->> 'digit', ''), detail ->> 'reason')
         WHEN 'invalid' THEN detail ->> 'digit'
         WHEN 'route' THEN detail ->> 'queue'
-        WHEN 'hangup' THEN detail ->> 'during'
+        WHEN 'hangup' THEN (detail ->> 'during')
+            || CASE WHEN detail ->> 'after_notice' = 'true' THEN ' (after notice)' ELSE '' END
         WHEN 'error' THEN detail ->> 'during'
         WHEN 'greeting' THEN CASE WHEN detail ->> 'pressed' <> '' THEN 'pressed' ELSE '' END
-        ELSE coalesce(detail ->> 'notice', detail ->> 'option', detail ->> 'attempt')
+        WHEN 'notice' THEN CASE WHEN detail ->> 'skipped' = 'true' THEN 'skipped' ELSE 'heard' END
+        WHEN 'hours' THEN CASE WHEN detail ->> 'open' = 'false' THEN 'closed' ELSE 'open' END
+        WHEN 'callback_offer' THEN CASE WHEN detail ->> 'accepted' = 'true' THEN 'accepted'
+                                        ELSE 'declined' END
+        WHEN 'callback_booked' THEN detail ->> 'reason'
+        WHEN 'callback_refused' THEN detail ->> 'why'
+        WHEN 'exit' THEN detail ->> 'exit'
+        WHEN 'wait_estimate' THEN ''
+        ELSE coalesce(detail ->> 'option', detail ->> 'attempt')
     END, '')
 $$;
 

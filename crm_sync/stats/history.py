@@ -81,7 +81,7 @@ WITH slots AS (
                                  WHEN 'social' THEN '3' ELSE '0' END) END,
            'fastagi',
            CASE WHEN outcome = 'ivr_only' THEN NULL ELSE queue END,
-           CASE WHEN outcome = 'ivr_only' THEN NULL
+           CASE WHEN outcome IN ('ivr_only', 'callback') THEN NULL
                 WHEN outcome = 'timeout' THEN 300 ELSE wait END,
            CASE WHEN outcome = 'answered' THEN talk END,
            CASE WHEN outcome = 'answered' THEN 'Local/' || (1001 + ((day_no
@@ -101,11 +101,11 @@ SELECT id, 0, queue, started_at + interval '20 seconds',
             THEN started_at + make_interval(secs => 20 + wait_seconds) END,
        started_at + make_interval(secs => 20 + wait_seconds + coalesce(talk_seconds, 0)),
        1, wait_seconds, talk_seconds,
-       CASE outcome WHEN 'callback' THEN 'abandoned' ELSE outcome END,
+       outcome,
        operator_interface, operator_name,
        CASE WHEN outcome = 'answered' THEN 'caller' END,
        CASE WHEN outcome = 'answered' THEN 10 + (id % 21)::int END
-  FROM called WHERE queue IS NOT NULL
+  FROM called WHERE queue IS NOT NULL AND outcome <> 'callback'  -- booked in the IVR
 """
 
 # One shift a day for each operator on duty: in at 08:00, a 30-minute pause

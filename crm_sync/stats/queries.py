@@ -182,8 +182,9 @@ async def state_durations(
 
 async def ivr_report(pool: asyncpg.Pool, period: Period) -> dict[str, Any]:
     """Per IVR node (step) and option: how many times it was reached. Nodes are
-    the step names the IVR journals (greeting, menu, choice, invalid, timeout,
-    route, hangup, error, and any the flows add: notices, callback offers)."""
+    the step names the IVR journals (:data:`IVR_ORDER`, and any a flow adds);
+    the summary: notices heard / skipped, calls saved by a notice (the caller
+    hung up after it, before any queue), callbacks booked."""
     rows = await pool.fetch(
         """SELECT step, option, sum(steps) AS n FROM stats_ivr_day
             WHERE day >= (($1::timestamptz) AT TIME ZONE 'Europe/Kyiv')::date
@@ -199,11 +200,27 @@ async def ivr_report(pool: asyncpg.Pool, period: Period) -> dict[str, Any]:
     greeted = nodes.get("greeting", {}).get("reached", 0)
     for node in nodes.values():
         node["share"] = round(100 * node["reached"] / greeted, 1) if greeted else None
-    order = ["greeting", "menu", "choice", "invalid", "timeout", "route", "hangup", "error"]
     ordered = sorted(nodes.values(), key=lambda n: (
-        order.index(n["step"]) if n["step"] in order else len(order), n["step"]))
+        IVR_ORDER.index(n["step"]) if n["step"] in IVR_ORDER else len(IVR_ORDER), n["step"]))
+
+    def option(step: str, name: str) -> int:
+        return int(nodes.get(step, {}).get("options", {}).get(name, 0))
+
+    saved = sum(n for name, n in nodes.get("hangup", {}).get("options", {}).items()
+                if name.endswith("(after notice)"))
     return {"since": period.since.isoformat(), "until": period.until.isoformat(),
-            "callers": greeted, "nodes": ordered}
+            "callers": greeted, "nodes": ordered,
+            "summary": {"notices_heard": option("notice", "heard"),
+                        "notices_skipped": option("notice", "skipped"),
+                        # hung up after a notice, before any queue: the notice answered them
+                        "saved_by_notice": saved,
+                        "callbacks_booked": nodes.get("callback_booked", {}).get("reached", 0)}}
+
+
+#: The IVR's steps in the order a caller meets them (ivr/flows/); others after.
+IVR_ORDER = ["greeting", "notice", "menu", "choice", "invalid", "timeout", "hours",
+             "wait_estimate", "callback_offer", "callback_booked", "callback_refused", "exit",
+             "route", "hangup", "error"]
 
 
 @dataclass(frozen=True)

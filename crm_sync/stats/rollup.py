@@ -28,17 +28,14 @@ WITH f AS (
            coalesce(a.wait_seconds, 0) AS w, coalesce(a.talk_seconds, 0) AS talk,
            coalesce(a.wrap_seconds, 0) AS wrap,
            coalesce(t.service_level, d.service_level) AS sl,
-           coalesce(t.short_abandon, d.short_abandon) AS short,
-           (c.outcome = 'callback' AND coalesce(a.outcome, '') NOT IN ('answered', 'timeout'))
-               AS cb
+           coalesce(t.short_abandon, d.short_abandon) AS short
       FROM queue_attempts a
       JOIN calls c ON c.id = a.call_id
       CROSS JOIN (SELECT * FROM stats_thresholds WHERE queue = '*') d
       LEFT JOIN stats_thresholds t ON t.queue = a.queue
      WHERE a.entered_at >= $1 AND a.entered_at < $2 AND c.outcome <> 'in_progress'
 ), g AS (
-    SELECT *, (outcome = 'abandoned' AND NOT cb) AS ab,
-           (outcome = 'abandoned' AND NOT cb AND w < short) AS sh
+    SELECT *, (outcome = 'abandoned') AS ab, (outcome = 'abandoned' AND w < short) AS sh
       FROM f
 )
 INSERT INTO stats_queue_halfhour
@@ -48,7 +45,7 @@ SELECT queue, slot,
        count(*) FILTER (WHERE ab AND NOT sh),
        count(*) FILTER (WHERE sh),
        count(*) FILTER (WHERE outcome = 'timeout'),
-       count(*) FILTER (WHERE cb),
+       0,
        count(*) FILTER (WHERE outcome = 'answered' AND w <= sl),
        count(*) FILTER (WHERE ab AND w <= sl),
        coalesce(sum(w) FILTER (WHERE outcome = 'answered'), 0),
@@ -56,6 +53,16 @@ SELECT queue, slot,
        coalesce(sum(talk) FILTER (WHERE outcome = 'answered'), 0),
        coalesce(sum(wrap) FILTER (WHERE outcome = 'answered'), 0)
   FROM g GROUP BY queue, slot
+"""
+
+# Callbacks are booked in the IVR: calls without a queue attempt.
+_REFRESH_CALLBACKS = """
+INSERT INTO stats_queue_halfhour AS s (queue, slot, callbacks)
+SELECT queue, stats_slot(started_at), count(*) FROM calls
+ WHERE started_at >= $1 AND started_at < $2 AND outcome = 'callback'
+   AND queue IS NOT NULL
+ GROUP BY 1, 2
+ON CONFLICT (slot, queue) DO UPDATE SET callbacks = s.callbacks + EXCLUDED.callbacks
 """
 
 _REFRESH_OPERATOR = """
@@ -113,7 +120,7 @@ async def refresh(conn: asyncpg.Connection, since: datetime, until: datetime) ->
                            day_since.date(), day_until.date())
         await conn.execute("DELETE FROM stats_ivr_day WHERE day >= $1 AND day < $2",
                            day_since.date(), day_until.date())
-        for sql in (_REFRESH_QUEUE, _REFRESH_OPERATOR, _REFRESH_CALL_DAY, _REFRESH_IVR):
+        for sql in (_REFRESH_QUEUE, _REFRESH_CALLBACKS, _REFRESH_OPERATOR, _REFRESH_CALL_DAY, _REFRESH_IVR):
             await conn.execute(sql, since, until)
 
 

@@ -146,10 +146,17 @@ def tables(view: str, report: dict[str, Any]) -> dict[str, tuple[list[Column],
                  "share": (round(100 * count / report["callers"], 1)
                            if report["callers"] else None)}
                 for n in report["nodes"] for opt, count in sorted(n["options"].items())]
-        return {"ivr": (IVR_COLUMNS, rows)}
+        summary = [{"figure": _SUMMARY[k], "value": v} for k, v in report["summary"].items()]
+        return {"ivr": (IVR_COLUMNS, rows),
+                "ivr_summary": ([("Figure", "figure"), ("Calls", "value")], summary)}
     rows = [{"queue": q, "label": _local(p["slot"]), **p}
             for q, points in report["queues"].items() for p in points]
     return {"staffing": (STAFFING_COLUMNS, rows)}
+
+
+_SUMMARY = {"notices_heard": "Notices heard", "notices_skipped": "Notices skipped",
+            "saved_by_notice": "Calls saved (hung up after a notice, before a queue)",
+            "callbacks_booked": "Callbacks booked instead of waiting"}
 
 
 def _local(iso: str) -> str:
@@ -271,6 +278,7 @@ _TITLES = {"queues": "Queues", "operators": "Operators", "ivr": "IVR path",
            "staffing": "Staffing (Erlang C)"}
 _TABLE_TITLES = {"totals": "Per queue, whole period", "series": "Per queue and period",
                  "operators": "Per operator", "ivr": "IVR nodes and options",
+                 "ivr_summary": "Notices and callbacks",
                  "staffing": "Per queue and half-hour: forecast, need, actual"}
 
 

@@ -95,7 +95,8 @@ async def write_calls(pool: asyncpg.Pool) -> None:
         call(7, 40, ANSWERED, [att("transport", 40, "answered", 15, 70, B)],
              operator_interface=B),
         call(8, 41, CallOutcome.IVR_ONLY, []),
-        call(9, 42, ABANDONED, [att("transport", 42, "abandoned", 30)]),  # → callback below
+        # ivr-b: a callback booked in the IVR, never in a queue (→ 'callback' below)
+        call(9, 42, CallOutcome.IVR_ONLY, [], queue="transport"),
     ]
     for record in finished:
         final = record.outcome
@@ -147,8 +148,9 @@ async def test_queue_figures_equal_hand_count_and_rebuild(pool: asyncpg.Pool) ->
     }
     transport = next(q for q in report["queues"] if q["queue"] == "transport")
     assert (transport["offered"], transport["answered"], transport["abandoned"],
-            transport["callbacks"]) == (2, 1, 0, 1)
-    assert report["total"]["offered"] == 8 and report["total"]["answered"] == 4
+            transport["callbacks"]) == (1, 1, 0, 1)
+    assert report["total"]["offered"] == 7 and report["total"]["answered"] == 4
+    assert report["total"]["callbacks"] == 1
 
     # the 09:00 half-hour of housing: the corrected wait (35, not 40) is its longest
     by_slot = await queries.queue_report(pool, period("halfhour"), ["housing"])
@@ -224,18 +226,34 @@ async def test_ivr_path(pool: asyncpg.Pool) -> None:
              ("2", "timeout", {"attempt": 1}), ("2", "menu", {"attempt": 2}),
              ("2", "hangup", {"during": "menu"}),
              ("3", "greeting", {"pressed": "1"}),
-             ("3", "choice", {"digit": "1", "queue": "housing", "attempt": 0})]
+             ("3", "choice", {"digit": "1", "queue": "housing", "attempt": 0}),
+             # ivr-b's steps: a notice heard, then gone (saved); a callback booked
+             ("4", "greeting", {"pressed": ""}),
+             ("4", "notice", {"ids": [1], "kinds": ["water"], "skipped": False}),
+             ("4", "hangup", {"during": "menu", "after_notice": True}),
+             ("5", "greeting", {"pressed": ""}),
+             ("5", "notice", {"ids": [1], "kinds": ["water"], "skipped": True}),
+             ("5", "choice", {"digit": "", "queue": "main", "attempt": 0,
+                              "reason": "notice_skip"}),
+             ("5", "hours", {"queue": "main", "open": True, "override": None}),
+             ("5", "callback_offer", {"queue": "main", "reason": "wait", "accepted": True}),
+             ("5", "callback_booked", {"queue": "main", "request_id": 7, "reason": "wait"}),
+             ("5", "exit", {"queue": "main", "exit": "callback"})]
     for n, (uid, step, detail) in enumerate(steps):
         await journal.record_step(IvrStep("pbx", uid, T0 + timedelta(seconds=n), step, detail))
         await journal.record_step(IvrStep("pbx", uid, T0 + timedelta(seconds=n), step, detail))
     report = await queries.ivr_report(pool, period())
     nodes = {n["step"]: n for n in report["nodes"]}
-    assert report["callers"] == 3
+    assert report["callers"] == 5
     assert nodes["menu"]["options"] == {"1": 2, "2": 1}
-    assert nodes["choice"]["options"] == {"1": 1, "2": 1}
-    assert nodes["hangup"]["options"] == {"menu": 1}
+    assert nodes["choice"]["options"] == {"1": 1, "2": 1, "notice_skip": 1}
+    assert nodes["hangup"]["options"] == {"menu": 1, "menu (after notice)": 1}
     assert nodes["timeout"]["reached"] == 1
-    assert nodes["greeting"]["options"] == {"-": 2, "pressed": 1}
+    assert nodes["greeting"]["options"] == {"-": 4, "pressed": 1}
+    assert nodes["callback_offer"]["options"] == {"accepted": 1}
+    assert report["summary"] == {"notices_heard": 1, "notices_skipped": 1,
+                                 "saved_by_notice": 1, "callbacks_booked": 1}
+    assert [n["step"] for n in report["nodes"]][:3] == ["greeting", "notice", "menu"]
 
 
 async def test_staffing_forecast_from_past_weeks(pool: asyncpg.Pool) -> None:
