@@ -120,7 +120,8 @@ async def refresh(conn: asyncpg.Connection, since: datetime, until: datetime) ->
                            day_since.date(), day_until.date())
         await conn.execute("DELETE FROM stats_ivr_day WHERE day >= $1 AND day < $2",
                            day_since.date(), day_until.date())
-        for sql in (_REFRESH_QUEUE, _REFRESH_CALLBACKS, _REFRESH_OPERATOR, _REFRESH_CALL_DAY, _REFRESH_IVR):
+        for sql in (_REFRESH_QUEUE, _REFRESH_CALLBACKS, _REFRESH_OPERATOR, _REFRESH_CALL_DAY,
+                    _REFRESH_IVR):
             await conn.execute(sql, since, until)
 
 
