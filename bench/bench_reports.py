@@ -26,7 +26,7 @@ import tempfile
 import time
 import uuid
 from collections.abc import Awaitable, Callable
-from datetime import date, timedelta
+from datetime import UTC, date, datetime, timedelta
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -52,6 +52,41 @@ async def timed(label: str, runs: int, call: Callable[[], Awaitable[Any]]) -> No
           flush=True)
 
 
+async def extend_rollups(pool: Any, today: date) -> None:
+    """Copy the generated span's rollups and shifts forward until today."""
+    lo, hi = await pool.fetchrow("SELECT min(slot), max(slot) FROM stats_queue_halfhour")
+    span = hi - lo + timedelta(minutes=30)
+    end = datetime.combine(today, datetime.min.time(), UTC)
+    shift = span
+    while hi < end:
+        for table, column in (("stats_queue_halfhour", "slot"),
+                              ("stats_operator_halfhour", "slot"),
+                              ("operator_state_changes", "at")):
+            columns = [r["attname"] for r in await pool.fetch(
+                "SELECT attname FROM pg_attribute WHERE attrelid = $1::regclass "
+                "AND attnum > 0 AND NOT attisdropped AND attname <> 'id'", table)]
+            moved = ", ".join(f"{c} + $1" if c == column else c for c in columns)
+            await pool.execute(
+                f"INSERT INTO {table} ({', '.join(columns)}) SELECT {moved} FROM {table} "
+                f"WHERE {column} >= $2 AND {column} < $3 AND {column} + $1 < $4 "
+                "ON CONFLICT DO NOTHING", shift, lo, lo + span, end)
+        days = span.days
+        for table in ("stats_ivr_day", "stats_operator_call_day"):
+            columns = [r["attname"] for r in await pool.fetch(
+                "SELECT attname FROM pg_attribute WHERE attrelid = $1::regclass "
+                "AND attnum > 0 AND NOT attisdropped", table)]
+            moved = ", ".join(f"day + {shift.days}" if c == "day" else c for c in columns)
+            await pool.execute(
+                f"INSERT INTO {table} ({', '.join(columns)}) SELECT {moved} FROM {table} "
+                f"WHERE day >= $1 AND day < $2 AND day + {shift.days} < $3 "
+                "ON CONFLICT DO NOTHING", lo.date(), lo.date() + timedelta(days=days), today)
+        hi = await pool.fetchval("SELECT max(slot) FROM stats_queue_halfhour")
+        shift += span
+    await pool.execute("VACUUM ANALYZE")
+    rows = await pool.fetchval("SELECT count(*) FROM stats_queue_halfhour")
+    print(f"rollups extended to {hi:%Y-%m-%d}: {rows:,} queue half-hours", flush=True)
+
+
 async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--years", type=float, default=10.0)
@@ -63,6 +98,10 @@ async def main() -> None:
     parser.add_argument("--reuse", default="",
                         help="time the reports only, over a database already generated: "
                              "its URL, or its name on the embedded server in --folder")
+    parser.add_argument("--extend-rollups", action="store_true",
+                        help="with --reuse, when the generation was cut short: copy the "
+                             "rollups (and shifts) of the years generated forward to today, "
+                             "so the reports read ten years of rollups (they never read calls)")
     args = parser.parse_args()
 
     server = None
@@ -105,6 +144,8 @@ async def main() -> None:
             "SELECT pg_size_pretty(pg_database_size(current_database()))")
         stored = await pool.fetchval("SELECT count(*) FROM calls")
         print(f"calls stored: {stored:,}; database {size}", flush=True)
+        if args.extend_rollups:
+            await extend_rollups(pool, today)
         ten = str(today - timedelta(days=int(args.years * 365.25)))
         year = str(today - timedelta(days=365))
         month = str(today - timedelta(days=30))

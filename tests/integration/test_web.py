@@ -110,6 +110,8 @@ PROTECTED: list[tuple[str, str, str]] = [
     ("POST", "/api/admin/kb/articles", "api"),
     ("GET", "/api/admin/kb/articles/{article_id}", "api"),
     ("POST", "/api/admin/kb/articles/{article_id}", "api"),
+    ("GET", "/reports", "page"),
+    ("GET", "/api/reports/{view}", "api"),
 ]
 WATCHER_ONLY = ["/wallboard", "/api/calls/recent", "/api/stats/today", "/api/queues", "/ws/live"]
 
