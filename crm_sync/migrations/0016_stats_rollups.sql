@@ -22,6 +22,8 @@ INSERT INTO stats_thresholds VALUES ('*', 20, 5);
 -- own wrapuptime is 0 in this deployment, so NULL counts as 0.
 ALTER TABLE queue_attempts ADD COLUMN wrap_seconds integer;
 CREATE INDEX queue_attempts_entered_idx ON queue_attempts (entered_at);
+-- The operators' report and staffing read a period's state changes.
+CREATE INDEX operator_state_changes_at_idx ON operator_state_changes (at);
 CREATE INDEX calls_operator_started_idx ON calls (operator_interface, started_at)
     WHERE operator_interface IS NOT NULL;
 
