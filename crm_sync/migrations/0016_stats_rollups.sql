@@ -24,8 +24,6 @@ ALTER TABLE queue_attempts ADD COLUMN wrap_seconds integer;
 CREATE INDEX queue_attempts_entered_idx ON queue_attempts (entered_at);
 -- The operators' report and staffing read a period's state changes.
 CREATE INDEX operator_state_changes_at_idx ON operator_state_changes (at);
-CREATE INDEX calls_operator_started_idx ON calls (operator_interface, started_at)
-    WHERE operator_interface IS NOT NULL;
 
 CREATE TABLE stats_queue_halfhour (
     queue               text NOT NULL,
