@@ -44,6 +44,13 @@ CREATE TABLE stats_queue_halfhour (
 );
 CREATE INDEX stats_queue_halfhour_queue_idx ON stats_queue_halfhour (queue, slot);
 
+-- The same per city day: reports by day, week and month over years read ~15,000
+-- rows for ten years instead of ~700,000.
+CREATE TABLE stats_queue_day (LIKE stats_queue_halfhour INCLUDING DEFAULTS);
+ALTER TABLE stats_queue_day DROP COLUMN slot;
+ALTER TABLE stats_queue_day ADD COLUMN day date NOT NULL;
+ALTER TABLE stats_queue_day ADD PRIMARY KEY (day, queue);
+
 CREATE TABLE stats_operator_halfhour (
     operator_interface text NOT NULL,
     queue              text NOT NULL,
@@ -129,6 +136,37 @@ BEGIN
     RETURN r;
 END $$;
 
+-- The day's row moves by the same figures; its longest wait is its half-hours'.
+CREATE FUNCTION stats_apply_day(q text, d date, f stats_queue_halfhour, sign integer)
+RETURNS void LANGUAGE plpgsql AS $$
+BEGIN
+    INSERT INTO stats_queue_day AS s (queue, day, offered, answered, abandoned, short_abandoned,
+        timed_out, callbacks, answered_within, abandoned_within, wait_answered, max_wait, talk,
+        wrap)
+    VALUES (q, d, f.offered, f.answered, f.abandoned, f.short_abandoned, f.timed_out,
+            f.callbacks, f.answered_within, f.abandoned_within, f.wait_answered,
+            CASE WHEN sign > 0 THEN f.max_wait ELSE 0 END, f.talk, f.wrap)
+    ON CONFLICT (day, queue) DO UPDATE SET
+        offered = s.offered + f.offered, answered = s.answered + f.answered,
+        abandoned = s.abandoned + f.abandoned,
+        short_abandoned = s.short_abandoned + f.short_abandoned,
+        timed_out = s.timed_out + f.timed_out, callbacks = s.callbacks + f.callbacks,
+        answered_within = s.answered_within + f.answered_within,
+        abandoned_within = s.abandoned_within + f.abandoned_within,
+        wait_answered = s.wait_answered + f.wait_answered,
+        max_wait = CASE WHEN sign > 0 THEN greatest(s.max_wait, f.max_wait) ELSE s.max_wait END,
+        talk = s.talk + f.talk, wrap = s.wrap + f.wrap;
+    IF sign < 0 AND f.max_wait > 0 THEN
+        UPDATE stats_queue_day s SET max_wait = coalesce((
+            SELECT max(h.max_wait) FROM stats_queue_halfhour h
+             WHERE h.queue = q AND stats_city_day(h.slot) = d
+               AND h.slot >= d::timestamp AT TIME ZONE 'Europe/Kyiv' - interval '1 hour'
+               AND h.slot < (d + 1)::timestamp AT TIME ZONE 'Europe/Kyiv' + interval '1 hour'),
+            0)
+         WHERE s.day = d AND s.queue = q;
+    END IF;
+END $$;
+
 CREATE FUNCTION stats_apply_attempt(a queue_attempts, call_outcome text, sign integer)
 RETURNS void LANGUAGE plpgsql AS $$
 DECLARE
@@ -159,6 +197,7 @@ BEGIN
                AND (stats_attempt_figures(q, c.outcome, 1)).offered = 1), 0)
          WHERE s.slot = f.slot AND s.queue = f.queue AND s.max_wait <= f.max_wait;
     END IF;
+    PERFORM stats_apply_day(f.queue, stats_city_day(a.entered_at), f, sign);
     IF a.outcome = 'answered' AND a.operator_interface IS NOT NULL THEN
         INSERT INTO stats_operator_halfhour AS o
             (operator_interface, queue, slot, operator_name, calls, talk, wrap)
@@ -203,6 +242,9 @@ BEGIN
         INSERT INTO stats_queue_halfhour AS s (queue, slot, callbacks)
         VALUES (c.queue, stats_slot(c.started_at), sign)
         ON CONFLICT (slot, queue) DO UPDATE SET callbacks = s.callbacks + sign;
+        INSERT INTO stats_queue_day AS s (queue, day, callbacks)
+        VALUES (c.queue, stats_city_day(c.started_at), sign)
+        ON CONFLICT (day, queue) DO UPDATE SET callbacks = s.callbacks + sign;
     END IF;
     IF c.outcome = 'in_progress' OR c.operator_interface IS NULL THEN
         RETURN;

@@ -65,6 +65,15 @@ SELECT queue, stats_slot(started_at), count(*) FROM calls
 ON CONFLICT (slot, queue) DO UPDATE SET callbacks = s.callbacks + EXCLUDED.callbacks
 """
 
+_REFRESH_DAY = """
+INSERT INTO stats_queue_day (queue, day, offered, answered, abandoned, short_abandoned,
+    timed_out, callbacks, answered_within, abandoned_within, wait_answered, max_wait, talk, wrap)
+SELECT queue, stats_city_day(slot), sum(offered), sum(answered), sum(abandoned),
+       sum(short_abandoned), sum(timed_out), sum(callbacks), sum(answered_within),
+       sum(abandoned_within), sum(wait_answered), max(max_wait), sum(talk), sum(wrap)
+  FROM stats_queue_halfhour WHERE slot >= $1 AND slot < $2 GROUP BY 1, 2
+"""
+
 _REFRESH_OPERATOR = """
 INSERT INTO stats_operator_halfhour
 SELECT a.operator_interface, a.queue, stats_slot(a.entered_at),
@@ -116,12 +125,14 @@ async def refresh(conn: asyncpg.Connection, since: datetime, until: datetime) ->
                            since, until)
         await conn.execute("DELETE FROM stats_operator_halfhour WHERE slot >= $1 AND slot < $2",
                            since, until)
+        await conn.execute("DELETE FROM stats_queue_day WHERE day >= $1 AND day < $2",
+                           day_since.date(), day_until.date())
         await conn.execute("DELETE FROM stats_operator_call_day WHERE day >= $1 AND day < $2",
                            day_since.date(), day_until.date())
         await conn.execute("DELETE FROM stats_ivr_day WHERE day >= $1 AND day < $2",
                            day_since.date(), day_until.date())
-        for sql in (_REFRESH_QUEUE, _REFRESH_CALLBACKS, _REFRESH_OPERATOR, _REFRESH_CALL_DAY,
-                    _REFRESH_IVR):
+        for sql in (_REFRESH_QUEUE, _REFRESH_CALLBACKS, _REFRESH_DAY, _REFRESH_OPERATOR,
+                    _REFRESH_CALL_DAY, _REFRESH_IVR):
             await conn.execute(sql, since, until)
 
 

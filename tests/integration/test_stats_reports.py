@@ -27,8 +27,8 @@ from tests.support.databases import MakeDatabase
 # 09:00 Kyiv (UTC+2 in winter), a Monday.
 T0 = datetime(2026, 3, 2, 7, 0, tzinfo=UTC)
 DAY = date(2026, 3, 2)
-TABLES = ("stats_queue_halfhour", "stats_operator_halfhour", "stats_operator_call_day",
-          "stats_ivr_day")
+TABLES = ("stats_queue_halfhour", "stats_queue_day", "stats_operator_halfhour",
+          "stats_operator_call_day", "stats_ivr_day")
 
 
 @pytest_asyncio.fixture(loop_scope="session")
@@ -160,6 +160,8 @@ async def test_queue_figures_equal_hand_count_and_rebuild(pool: asyncpg.Pool) ->
     await pool.execute("UPDATE queue_attempts SET wait_seconds = 50 WHERE outcome = 'timeout'")
     assert await pool.fetchval(
         "SELECT max_wait FROM stats_queue_halfhour WHERE queue = 'housing'") == 50
+    day = await queries.queue_report(pool, period(), ["housing"])  # the day rollup
+    assert day["queues"][0]["longest_wait"] == 50
     await pool.execute("UPDATE queue_attempts SET wait_seconds = 60 WHERE outcome = 'timeout'")
 
     kept = await rollups(pool)

@@ -24,7 +24,7 @@ import pytest_asyncio
 from crm_sync.db import create_pool
 from crm_sync.migrate import migrate
 from crm_sync.stats import queries
-from crm_sync.stats.metrics import CITY_TZ, Period, to_slot
+from crm_sync.stats.metrics import CITY_TZ, Period, parse_period, to_slot
 from crm_sync.stats.rollup import write_thresholds
 from hotline.app import Backends, HotlineService, open_backends
 from hotline.devtools import asterisk_sandbox as sandbox
@@ -155,3 +155,8 @@ async def test_queue_report_equals_figures_from_queue_log(
     # all queues together: SL2 etc. over the union (the sums, not an average of rates)
     assert {k: v for k, v in report["total"].items() if k != "queue"} == figures(
         in_period, levels["housing"], SHORT_ABANDON)
+    # the city's whole day, from the day rollup (this database holds only this run)
+    today = datetime.now(CITY_TZ).date()
+    by_day = await queries.queue_report(pool, parse_period(None, None, "day", today=today))
+    assert {row["queue"]: {k: v for k, v in row.items() if k != "queue"}
+            for row in by_day["queues"]} == expected
