@@ -163,7 +163,8 @@ async def main() -> None:
         period = parse_period(ten, str(today), "month", today=today)
         cases.append(("queues, one queue, 10 years by month",
                       partial(queries.queue_report, pool, period, ["housing"])))
-        for label, since in (("operators, a month", month), ("operators, a year", year)):
+        quarter = str(today - timedelta(days=91))
+        for label, since in (("operators, a month", month), ("operators, a quarter", quarter)):
             period = parse_period(since, str(today), "day", today=today,
                                   max_days=MAX_DETAIL_DAYS)
             cases.append((label, partial(queries.operator_report, pool, period)))

@@ -29,8 +29,9 @@ CITY_TZ = ZoneInfo("Europe/Kyiv")
 GRANULARITIES = ("halfhour", "hour", "day", "week", "month")
 #: The longest period a queue report covers (the history kept is ten years).
 MAX_PERIOD_DAYS = 3700
-#: Operator and IVR reports read raw state changes: a year at most.
-MAX_DETAIL_DAYS = 366
+#: The operators' report reads half-hours per operator and raw state changes: a
+#: quarter at most (a year of a Kyiv-sized centre is ~4 million operator half-hours).
+MAX_DETAIL_DAYS = 92
 
 
 def percent(part: int, whole: int) -> float | None:

@@ -1,5 +1,5 @@
 """The reports' queries: rollups for the figures (kept exact by triggers, so a
-period still open includes today's finished calls), raw rows only where a year
+period still open includes today's finished calls), raw rows only where a quarter
 at most is read (operators' states, staffing's logged-in operators).
 
 Every function takes a :class:`~crm_sync.stats.metrics.Period` already checked."""
