@@ -83,6 +83,16 @@ async def service(
     state = Path(tempfile.mkdtemp(prefix="hotline-stats-"))
     settings = service_settings(asterisk, database_url=database[0], redis_url=redis_url,
                                 roles=["agi", "ami"], state_dir=str(state))
+    # No callback offers: an offer's prompt before the queue would change how long
+    # each caller waits in it, and a callback never reaches queue_log anyway (ivr-b
+    # books it in the IVR; tests/integration/test_stats_reports.py counts them).
+    config = state / "config"
+    shutil.copytree(CONFIG_DIR, config)
+    callflow = config / "callflow.toml"
+    callflow.write_text(callflow.read_text("utf-8").replace(
+        "[callback]\nenabled = true", "[callback]\nenabled = false"), "utf-8")
+    assert "enabled = false" in callflow.read_text("utf-8")
+    settings.service.config_dir = str(config)
     backends: Backends = await open_backends(settings)
     svc = HotlineService(settings, backends)
     await svc.start()
