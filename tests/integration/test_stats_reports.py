@@ -110,9 +110,9 @@ async def write_calls(pool: asyncpg.Pool) -> None:
     # maximum must come down too.
     await pool.execute("UPDATE queue_attempts SET wait_seconds = 35 WHERE wait_seconds = 40")
     await pool.execute("UPDATE calls SET outcome = 'callback' WHERE uniqueid = '17000.9'")
-    await pool.execute("UPDATE calls SET survey_score = 5, disposition = 'consulted' "
+    await pool.execute("UPDATE calls SET survey_score = 5, disposition = 'consultation' "
                        "WHERE uniqueid = '17000.1'")
-    await pool.execute("UPDATE calls SET survey_score = 2, disposition = 'appeal' "
+    await pool.execute("UPDATE calls SET survey_score = 2, disposition = 'appeal_created' "
                        "WHERE uniqueid = '17000.6'")
     # one more call, then deleted: it must leave no trace
     await store.save_call(call(10, 3, ANSWERED, [att("housing", 3, "answered", 1, 9, A)],
@@ -214,7 +214,7 @@ async def test_operators_pauses_occupancy_surveys(pool: asyncpg.Pool) -> None:
     assert a["available"] == 80 * 60  # 60 + 10 + 10 minutes, once although in two queues
     assert a["occupancy"] == round(100 * 150 / (150 + 4800), 1)
     assert (a["surveys"], a["survey_avg"]) == (2, 3.5)
-    assert a["dispositions"] == {"consulted": 1, "appeal": 1}
+    assert a["dispositions"] == {"consultation": 1, "appeal_created": 1}
     assert report["pause_reasons"] == ["lunch", "training"]
 
 
