@@ -108,6 +108,8 @@ def build_parser() -> argparse.ArgumentParser:
                              help="generate years of calls for the reports' scale test")
     history.add_argument("--years", type=float, default=10.0)
     history.add_argument("--calls-per-day", type=int, default=5480)
+    history.add_argument("--appeals-per-year", type=int, default=1_000_000,
+                         help="appeals for the dashboard's scale (0: calls only)")
     sub.add_parser("stats-refresh",
                    help="write the reports' thresholds from config and rebuild the rollups")
 
@@ -475,6 +477,7 @@ async def _stats_thresholds(pool: asyncpg.Pool, settings: Settings) -> bool:
 
 async def _stats(args: argparse.Namespace, settings: Settings) -> int:
     """``generate-history``: years of calls with a progress bar; ``stats-refresh``."""
+    from crm_sync.leadership.history import generate_appeals
     from crm_sync.migrate import migrate
     from crm_sync.stats.history import generate_calls
     from crm_sync.stats.rollup import refresh_all
@@ -488,8 +491,10 @@ async def _stats(args: argparse.Namespace, settings: Settings) -> int:
                 await refresh_all(database.pool)
             print("statistics: rollups rebuilt")
             return 0
-        if not 0 < args.years <= 20 or not 0 < args.calls_per_day <= 1_000_000:
-            raise SettingsError("generate-history: --years 0-20, --calls-per-day 1-1000000")
+        if (not 0 < args.years <= 20 or not 0 < args.calls_per_day <= 1_000_000
+                or not 0 <= args.appeals_per_year <= 10_000_000):
+            raise SettingsError("generate-history: --years 0-20, --calls-per-day 1-1000000, "
+                                "--appeals-per-year 0-10000000")
         if await database.pool.fetchval(
                 "SELECT EXISTS (SELECT 1 FROM calls WHERE asterisk_server = 'history')"):
             raise SettingsError("generate-history: this database already has generated "
@@ -508,6 +513,18 @@ async def _stats(args: argparse.Namespace, settings: Settings) -> int:
                                      calls_per_day=args.calls_per_day)
         print(file=sys.stderr)
         print(f"generated {calls:,} calls")
+        if args.appeals_per_year:
+            def appeals_progress(done: int, total: int) -> None:
+                elapsed = (datetime.now(UTC) - started).total_seconds()
+                bar = "#" * (30 * done // max(total, 1))
+                print(f"\r[{bar:.<30}] {done:,}/{total:,} appeals, {elapsed:.0f} s ",
+                      end="", file=sys.stderr, flush=True)
+
+            appeals = await generate_appeals(
+                database.pool, years=max(1, round(args.years)), progress=appeals_progress,
+                per_year=args.appeals_per_year, config_dir=settings.config_path)
+            print(file=sys.stderr)
+            print(f"generated {appeals:,} appeals")
     finally:
         await database.close()
     return 0

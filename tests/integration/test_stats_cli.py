@@ -20,11 +20,15 @@ async def test_generate_history_then_refresh_and_today(make_database: MakeDataba
     url = await make_database("history_cli")
     env = {"DATABASE_URL": url}
     code, out, err = await run_hotline("generate-history", "--years", "0.1",
-                                       "--calls-per-day", "300", env=env, timeout=300)
+                                       "--calls-per-day", "300", "--appeals-per-year", "2000",
+                                       env=env, timeout=300)
     assert code == 0, err
     assert "generated" in out and "months" in err and "[" in err  # the progress bar
+    assert "appeals" in err  # and the dashboard's appeals, with theirs
     pool: asyncpg.Pool = await create_pool(url)
     try:
+        appeals = await pool.fetchval("SELECT count(*) FROM appeals")
+        assert f"generated {appeals:,} appeals" in out and appeals > 1000
         calls = await pool.fetchval("SELECT count(*) FROM calls")
         assert calls > 30 * 300 * 0.5
         today = datetime.now(CITY_TZ).date()
