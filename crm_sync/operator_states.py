@@ -17,7 +17,10 @@ class PostgresOperatorStates:
         await self._pool.execute(
             """
             INSERT INTO operator_state_changes (operator_id, interface, at, state, reason, queue)
-            VALUES ((SELECT id FROM operators WHERE queue_interface = $1), $1, $2, $3, $4, $5)
+            VALUES ((SELECT id FROM operators
+                     WHERE queue_interface = $1
+                        OR (queue_interface IS NULL AND 'PJSIP/' || login = $1)
+                     ORDER BY queue_interface NULLS LAST LIMIT 1), $1, $2, $3, $4, $5)
             """,
             change.interface,
             change.at,

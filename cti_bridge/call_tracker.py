@@ -182,6 +182,11 @@ class CallTracker:
     def active_calls(self) -> int:
         return len(self._calls)
 
+    def call(self, uniqueid: str) -> CallRecord | None:
+        """The live record of a caller channel (read only: the screen-pop reads it)."""
+        call = self._calls.get(uniqueid)
+        return call.record if call is not None else None
+
     def handle(self, msg: AmiMessage) -> list[CallRecord]:
         """Apply one AMI message; return the records that changed enough to save."""
         out = self._sweep_if_due()

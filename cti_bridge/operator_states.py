@@ -31,7 +31,7 @@ EVENTS = ("QueueMemberAdded", "QueueMemberRemoved", "QueueMemberPause", "QueueMe
 class OperatorStateTracker:
     def __init__(self, clock: Callable[[], datetime] = lambda: datetime.now(UTC)) -> None:
         self._clock = clock
-        self._last: dict[tuple[str, str], str] = {}
+        self._last: dict[tuple[str, str], tuple[str, str | None]] = {}
 
     def handle(self, msg: AmiMessage) -> OperatorStateChange | None:
         event = msg.event
@@ -48,12 +48,18 @@ class OperatorStateTracker:
         else:
             state = _DEVICE_STATE.get(msg.get("Status") or "", "available")
         key = (interface, queue)
-        if self._last.get(key) == state and event != "QueueMemberAdded":
+        last = self._last.get(key)
+        if state == "paused" and "PausedReason" not in msg and last and last[0] == state:
+            reason = last[1]  # an event that does not say why: still the same pause
+        # A pause that changes its reason (wrap-up, then lunch) is a change: pause time
+        # is reported by reason.
+        seen = (state, reason)
+        if last == seen and event != "QueueMemberAdded":
             return None
         if state == "logged_out":
             self._last.pop(key, None)
         else:
-            self._last[key] = state
+            self._last[key] = seen
         return OperatorStateChange(
             interface=interface,
             queue=queue,

@@ -74,7 +74,7 @@ from hotline.web.announcements import ANNOUNCEMENT_AUDIO
 from hotline.web.app import build_web_app
 from hotline.web.call_panel import DESK_CONFIG
 from hotline.web.campaigns import CAMPAIGNS_CONFIG
-from hotline.web.common import APPEALS
+from hotline.web.common import APPEALS, REDIS
 from hotline.web.crm_webhook import CRM_WEBHOOK, CrmWebhook
 from hotline.web.dashboard import LEADERSHIP_CONFIG
 from hotline.web.delivery_reports import NOTIFICATIONS, Notifications
@@ -415,6 +415,39 @@ async def _start_ami(service: HotlineService) -> None:
 
     service.readiness.add(health.AMI_LINK, ami_up)
     metrics.watch_ami_link(ami_up)
+    await _start_desk_commands(service, ami, tracker)
+
+
+async def _start_desk_commands(service: HotlineService, ami: AmiClient,
+                               tracker: CallTracker) -> None:
+    """The operator desk on the AMI side (issue 8): screen-pops on each operator's
+    own channel, and the web's desk commands executed over AMI."""
+    from crm_sync.command_bus import DeskCommandServer
+    from crm_sync.desk.operators import (
+        PostgresCallerContext,
+        PostgresOperatorDirectory,
+        load_presence_config,
+    )
+    from cti_bridge.desk import DeskController
+    from ivr.menu import load_catalogue
+
+    s = service.settings
+    pool = service.backends.pool
+    config = await asyncio.to_thread(load_presence_config, s.config_path)
+    catalogue = await asyncio.to_thread(load_catalogue, s.config_path)
+    appeals_config = await asyncio.to_thread(load_appeals_config, s.config_path)
+    appeals = AppealsService(pool, calendar=appeals_config.calendar,
+                             settings=appeals_config.settings)
+    controller = DeskController(
+        ami, tracker, service.backends.redis, PostgresOperatorDirectory(pool),
+        PostgresCallerContext(pool, appeals), config,
+        queues={q.name: {"label": q.label_uk, "sphere": q.sphere}
+                for q in catalogue.queues.values()},
+    )
+    service.on_stop("desk_controller", controller.stop)
+    server = DeskCommandServer(service.backends.redis, controller.execute)
+    server.start()
+    service.on_stop("desk_commands", server.stop)
 
 
 def web_session_key(settings: Settings) -> bytes:
@@ -456,6 +489,7 @@ async def _start_web(service: HotlineService) -> None:
     app[LEADERSHIP_CONFIG] = await asyncio.to_thread(load_leadership_config, s.config_path)
     app[ANNOUNCEMENT_AUDIO] = announcement_audio(s)
     app[DESK_CONFIG] = await asyncio.to_thread(load_desk_config, s.config_path)
+    await _configure_desk(app, s)
     service.web_runner = web.AppRunner(app, access_log=None)
     await service.web_runner.setup()
     service.on_stop("web", service.web_runner.cleanup)
@@ -466,6 +500,20 @@ async def _start_web(service: HotlineService) -> None:
     rollups = asyncio.create_task(_refresh_leadership_rollups(service.backends.pool),
                                   name="leadership-rollups")
     service.on_stop("leadership_rollups", lambda: cancel_and_wait(rollups))
+
+
+async def _configure_desk(app: web.Application, settings: Settings) -> None:
+    """The desk's pause reasons and queues, and its command link to the ami role."""
+    from crm_sync.command_bus import RedisDeskCommands
+    from crm_sync.desk.operators import load_presence_config
+    from hotline.web import desk
+    from ivr.menu import load_catalogue
+
+    config = await asyncio.to_thread(load_presence_config, settings.config_path)
+    catalogue = await asyncio.to_thread(load_catalogue, settings.config_path)
+    desk.configure(app, desk.DeskSettings(config, {q.name: q.label_uk
+                                                   for q in catalogue.queues.values()}),
+                   RedisDeskCommands(app[REDIS], timeout=config.command_timeout))
 
 
 #: How often the web role closes settled appeals whose reopening period is over.

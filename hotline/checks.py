@@ -21,6 +21,7 @@ What is checked:
 - ``desk.toml``, ``streets.csv``, ``directory.toml``: the in-call panel's
   disposition labels (one per disposition of ``hotline.core.desk``), taxonomy
   keywords, the street → district list and the city services' phone directory;
+- ``presence.toml``: the operator desk's pause reasons and wrap-up;
 - ``asterisk/etc``: the queues the generated ``queues.conf`` defines and the
   dialplan uses are the catalogue's, the production dialplan does not include
   the simulation, and every ``${HOTLINE_…}`` it reads is defined.
@@ -34,6 +35,7 @@ from pathlib import Path
 
 from crm_sync.appeals.config import check_appeals_config
 from crm_sync.desk.config import check_desk_config
+from crm_sync.desk.operators import check_presence_config
 from crm_sync.leadership.config import check_leadership_config
 from crm_sync.notifications.templates import check_notifications_config
 from crm_sync.taxonomy import check_taxonomy
@@ -132,6 +134,7 @@ def check_config(
         districts={d.code for d in taxonomy.districts} if taxonomy else None,
     )
     found(more)
+    found(check_presence_config(config_dir))
     return problems
 
 

@@ -77,6 +77,11 @@ def build_parser() -> argparse.ArgumentParser:
     user.add_argument("--role", help="for add: operator, supervisor, admin, …")
     user.add_argument("--name", default="")
     user.add_argument("--executor", help="for add --role executor: the organisation's code or id")
+    user.add_argument("--skills", default="", help="for add (operators): the queues they "
+                      "log in to, with penalties, e.g. housing:0,main:5 (queues.toml's names)")
+    user.add_argument("--member", default=None, help="for add (operators): their queue "
+                      "member when not their SIP phone PJSIP/<login> (a simulated one, "
+                      "Local/101@hotline-sim-operator/n)")
     user.add_argument(
         "--password-env", default="HOTLINE_NEW_PASSWORD",
         help="environment variable holding the password (asked for when unset)",
@@ -346,14 +351,36 @@ async def _user_add(args: argparse.Namespace, settings: Settings) -> int:
     database = await open_database(settings, keep_embedded=True)
     try:
         await migrate(database.pool)  # a fresh install: people before the first `run`
+        skills = await _skills(args.skills, settings) if args.skills else None
         await upsert_operator(
             database.pool, args.login, args.name or args.login, args.role, password,
-            executor=args.executor,
+            interface=args.member, executor=args.executor,
         )
+        if skills is not None:
+            from crm_sync.desk.operators import set_skills
+
+            await set_skills(database.pool, args.login, skills, skills)
     finally:
         await database.close()
     print(f"user {args.login} ({args.role}) saved")
     return 0
+
+
+async def _skills(text: str, settings: Settings) -> dict[str, int]:
+    """``housing:0,main:5`` → queue → penalty, every queue one of the catalogue's."""
+    from ivr.menu import load_catalogue
+
+    catalogue = await asyncio.to_thread(load_catalogue, settings.config_path)
+    skills: dict[str, int] = {}
+    for item in (s.strip() for s in text.split(",") if s.strip()):
+        queue, _, penalty = (p.strip() for p in item.partition(":"))
+        if not penalty.isdigit() or not 0 <= int(penalty) <= 100:
+            raise SettingsError(f"user add: --skills: {item!r} is not QUEUE:PENALTY (0 to 100)")
+        if queue not in catalogue.queues:
+            raise SettingsError(f"user add: --skills: {queue!r} is not a queue of queues.toml "
+                                f"({', '.join(catalogue.names)})")
+        skills[queue] = int(penalty)
+    return skills
 
 
 async def _user_deactivate(args: argparse.Namespace, settings: Settings) -> int:

@@ -20,6 +20,7 @@ from hotline.web import (
     crm_webhook,
     dashboard,
     delivery_reports,
+    desk,
     executor,
     guard,
     informing,
@@ -49,7 +50,7 @@ from hotline.web.sessions import SessionStore
 #: The web modules; a new page or API is one module with its ``ROUTES``.
 MODULES = (auth, ops, wallboard, open311, openapi, executor, routing_admin, delivery_reports,
            crm_webhook, campaigns, outbox_admin, informing, dashboard, announcements, call_panel,
-           reports)
+           reports, desk)
 STATIC_PREFIX = "/static/"
 
 

@@ -31,7 +31,7 @@ from crm_sync.people import (
 )
 from hotline.core.errors import Forbidden, HotlineError, NotSignedIn, UnavailableError
 from hotline.core.logs import get_logger
-from hotline.core.people import EVERYONE, EXECUTOR, LEADERSHIP, WATCHERS, Principal
+from hotline.core.people import EVERYONE, EXECUTOR, LEADERSHIP, OPERATOR, WATCHERS, Principal
 from hotline.web.common import (
     PASSWORDS,
     POOL,
@@ -257,6 +257,8 @@ async def home(request: web.Request) -> web.Response:
         raise web.HTTPFound("/wallboard")
     if who.role == EXECUTOR:
         raise web.HTTPFound("/executor")
+    if who.role == OPERATOR:
+        raise web.HTTPFound("/desk")
     return html_response(message_page(request, "1551", _NOTHING_YET_TEXT, who))
 
 

@@ -6,6 +6,11 @@ shared pool and lock every user out), and the subscriber has a connection of its
 own, outside the shared pool. Each websocket has a bounded queue; a browser too
 slow to keep up is closed and reconnects (its page reloads its data on open).
 
+Personal messages (an operator's screen-pop, their member states) come on
+``hotline:desk:op:<login>``: the same subscriber listens to the pattern and gives
+each only to that person's *personal* websockets (the desk), never to anyone
+else's; personal websockets get nothing of the broadcast channel.
+
 Sessions end their websockets: the sessions and people behind the open sockets
 are checked again every ``recheck_seconds``, and at once when a process
 announces on :data:`CONTROL_CHANNEL` that a session ended (sign-out) or a
@@ -19,6 +24,7 @@ import asyncio
 import contextlib
 import json
 from collections import Counter
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -29,6 +35,7 @@ from aiohttp import WSMsgType, web
 from crm_sync.people import account_states
 from hotline.core import metrics
 from hotline.core.aio import cancel_and_wait, raise_if_cancelled
+from hotline.core.desk import OPERATOR_CHANNEL_PATTERN, OPERATOR_CHANNEL_PREFIX
 from hotline.core.errors import TooManyRequests, UnavailableError
 from hotline.core.live import LIVE_CHANNEL
 from hotline.core.logs import get_logger
@@ -63,9 +70,11 @@ class _End:
 class LiveClient:
     """One open websocket: who holds it and what waits to be sent to it."""
 
-    def __init__(self, login: str, sid: str, queue_size: int) -> None:
+    def __init__(self, login: str, sid: str, queue_size: int, *, personal: bool = False) -> None:
         self.login = login
         self.sid = sid
+        #: A desk's socket: only this person's own messages, none of the broadcast.
+        self.personal = personal
         self._queue: asyncio.Queue[str | _End] = asyncio.Queue(maxsize=queue_size)
         self.ended: _End | None = None
 
@@ -110,6 +119,7 @@ class LiveHub:
         self._options = options
         self._clients: set[LiveClient] = set()
         self._per_user: Counter[str] = Counter()
+        self._personal: dict[str, set[LiveClient]] = {}
         self._ready = asyncio.Event()
         self._recheck_now = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
@@ -148,7 +158,7 @@ class LiveHub:
 
     # --- websockets -------------------------------------------------------------
 
-    async def admit(self, login: str, sid: str) -> LiveClient:
+    async def admit(self, login: str, sid: str, *, personal: bool = False) -> LiveClient:
         """A place for one more websocket, or an error of the tree (503 / 429)."""
         if not self._ready.is_set():
             try:
@@ -164,8 +174,10 @@ class LiveHub:
                 f"at most {self._options.ws_per_user} live connections per person; "
                 "close other wallboard tabs", retry_after=5,
             )
-        client = LiveClient(login, sid, self._options.ws_queue)
+        client = LiveClient(login, sid, self._options.ws_queue, personal=personal)
         self._clients.add(client)
+        if personal:
+            self._personal.setdefault(login, set()).add(client)
         self._per_user[login] += 1
         metrics.WEBSOCKET_CLIENTS.inc()
         return client
@@ -174,14 +186,27 @@ class LiveHub:
         if client in self._clients:
             self._clients.remove(client)
             metrics.WEBSOCKET_CLIENTS.dec()
+            mine = self._personal.get(client.login)
+            if mine is not None:
+                mine.discard(client)
+                if not mine:
+                    del self._personal[client.login]
             self._per_user[client.login] -= 1
             if self._per_user[client.login] <= 0:
                 del self._per_user[client.login]
 
-    async def serve(self, request: web.Request, login: str, sid: str) -> web.WebSocketResponse:
-        """Run one websocket until the browser leaves or its session ends."""
-        client = await self.admit(login, sid)
+    async def serve(
+        self, request: web.Request, login: str, sid: str, *, personal: bool = False,
+        greeting: Callable[[], Awaitable[list[str]]] | None = None,
+    ) -> web.WebSocketResponse:
+        """Run one websocket until the browser leaves or its session ends. ``greeting``
+        gives what the socket gets first (the current state), read once it is admitted
+        so that nothing published meanwhile is missed."""
+        client = await self.admit(login, sid, personal=personal)
         try:
+            if greeting is not None:
+                for text in await greeting():
+                    client.offer(text)
             ws = web.WebSocketResponse(heartbeat=30, max_msg_size=4096)
             await ws.prepare(request)
             pump = asyncio.create_task(client.pump(ws))
@@ -218,6 +243,7 @@ class LiveHub:
             pubsub = self._subscriber.pubsub(ignore_subscribe_messages=True)
             try:
                 await pubsub.subscribe(LIVE_CHANNEL, CONTROL_CHANNEL)
+                await pubsub.psubscribe(OPERATOR_CHANNEL_PATTERN)
                 raise_if_cancelled()  # redis-py's wait_for can swallow it (Python 3.11)
                 if self._stopping:
                     return
@@ -249,14 +275,22 @@ class LiveHub:
                 backoff = min(backoff * 2, 10.0)
 
     def _dispatch(self, message: dict[str, Any]) -> None:
-        if message.get("type") != "message":
-            return
+        kind = message.get("type")
         channel, data = _text(message.get("channel")), _text(message.get("data"))
+        if kind == "pmessage":
+            if channel.startswith(OPERATOR_CHANNEL_PREFIX):
+                login = channel[len(OPERATOR_CHANNEL_PREFIX):]
+                for client in list(self._personal.get(login, ())):
+                    client.offer(data)
+            return
+        if kind != "message":
+            return
         if channel == CONTROL_CHANNEL:
             self._recheck_now.set()
             return
         for client in list(self._clients):
-            client.offer(data)
+            if not client.personal:
+                client.offer(data)
 
     def _end_all(self, code: int, reason: str) -> None:
         for client in list(self._clients):

@@ -14,6 +14,7 @@ from hotline.web import (
     call_panel,
     campaigns,
     dashboard,
+    desk,
     executor,
     informing,
     outbox_admin,
@@ -291,6 +292,7 @@ def document() -> dict[str, Any]:
             **announcements.OPENAPI_PATHS,
             **call_panel.OPENAPI_PATHS,
             **reports.OPENAPI_PATHS,
+            **desk.OPENAPI_PATHS,
         },
     }
 

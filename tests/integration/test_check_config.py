@@ -78,6 +78,14 @@ async def test_unknown_prompt(config: Path) -> None:
                      "a sound file"]
 
 
+async def test_desk_wrapup_reason_not_a_pause_reason(config: Path) -> None:
+    edit(config / "presence.toml", 'wrapup_reason = "after_call_work"', 'wrapup_reason = "nap"')
+    code, lines = await check(config)
+    assert code == 1
+    assert lines == [f"{config / 'presence.toml'}: wrapup_reason: must be one of pause_reasons, "
+                     "got 'nap'"]
+
+
 @pytest.mark.parametrize("command", ["run", "demo"])
 async def test_run_and_demo_refuse_a_broken_config(config: Path, command: str) -> None:
     edit(config / "queues.toml", 'digit = "3"', 'digit = "1"')

@@ -112,6 +112,11 @@ PROTECTED: list[tuple[str, str, str]] = [
     ("POST", "/api/admin/kb/articles/{article_id}", "api"),
     ("GET", "/reports", "page"),
     ("GET", "/api/reports/{view}", "api"),
+    ("GET", "/desk", "page"),
+    ("GET", "/api/desk/state", "api"),
+    ("POST", "/api/desk/presence", "api"),
+    ("POST", "/api/desk/call", "api"),
+    ("GET", "/ws/desk", "api"),
 ]
 WATCHER_ONLY = ["/wallboard", "/api/calls/recent", "/api/stats/today", "/api/queues", "/ws/live"]
 
@@ -394,9 +399,11 @@ async def test_operator_is_forbidden_the_wallboard_and_api(
 async def test_operator_home_is_a_page_not_a_403(client: Client, operator: User) -> None:
     await sign_in(client, operator)
     response = await client.get("/", allow_redirects=False)
+    assert (response.status, response.headers["Location"]) == (302, "/desk")  # their desk
+    response = await client.get("/desk", allow_redirects=False)
     assert response.status == 200
     text = await response.text()
-    assert "Оператор 101 (operator)" in text and 'action="/logout"' in text
+    assert "Оператор 101" in text and 'action="/logout"' in text
     assert (await post_form(client, "/logout")).status == 302
 
 

@@ -44,6 +44,7 @@ class FakeAmiServer:
         # name → (complete, items); an item as pairs can repeat a header (Status's Variable)
         self.lists: dict[str, tuple[str, list[Headers]]] = {}
         self.replies: dict[str, dict[str, str]] = {}  # name → extra headers of its Success
+        self.errors: dict[str, str] = {}  # lower-case name → Message of an Error reply
         self.logins = 0
         self.login_methods: list[str] = []  # "md5" or "plain", per accepted login
         self.challenge_supported = True  # False: an AMI that does not know Challenge
@@ -161,6 +162,8 @@ class FakeAmiServer:
                 writer.write(format_message([*pairs, *aid.items()]))
             done = {"Event": complete, **aid, "EventList": "Complete"}
             writer.write(format_message({**done, "ListItems": str(len(items))}))
+        elif name in self.errors:
+            self._reply(writer, msg, "Error", Message=self.errors[name])
         elif name == "bogus":
             self._reply(writer, msg, "Error", Message="Invalid/unknown command")
         else:

@@ -173,9 +173,10 @@ def test_service_account_has_least_privilege(tmp_path: Path) -> None:
     sandbox.render_config(s)
     sections = manager_sections((s.etc_dir / "manager.conf").read_text())
     bridge = sections["hotline"]
-    # CoreStatus/CoreShowChannels (reporting), the callback dialer's Originate
-    # (originate; no system, so never an Originate of System/Exec)
-    assert classes(bridge["write"]) == {"reporting", "originate"}
+    # CoreStatus/CoreShowChannels (reporting); the desk's queue actions (agent), hang up
+    # and transfers (call), call back (originate); events of calls, queues, VarSet.
+    # Exactly what the actions sent need: tests/unit/test_manager_classes.py
+    assert classes(bridge["write"]) == {"reporting", "agent", "call", "originate"}
     assert classes(bridge["read"]) == {"call", "agent", "dialplan"}
     assert (bridge["deny"], bridge["permit"]) == ("0.0.0.0/0.0.0.0", "127.0.0.1/255.255.255.255")
     assert sections["general"]["bindaddr"] == "127.0.0.1"

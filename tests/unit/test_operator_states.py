@@ -49,6 +49,20 @@ def test_pause_reason_and_fields() -> None:
     assert change.member_name == "Operator 7"
 
 
+def test_a_new_pause_reason_is_a_change() -> None:
+    """Wrap-up, then lunch without being ready between: pause time is read by reason."""
+    t = OperatorStateTracker()
+    changes = [t.handle(m) for m in (
+        member("QueueMemberAdded"),
+        member("QueueMemberPause", Paused="1", PausedReason="after_call_work"),
+        member("QueueMemberStatus", Paused="1", PausedReason="after_call_work"),
+        member("QueueMemberPause", Paused="1", PausedReason="lunch"),
+        member("QueueMemberStatus", Paused="1"),  # no reason given: the same pause
+    )]
+    assert [(c.state, c.reason) for c in changes if c is not None] == [
+        ("logged_in", None), ("paused", "after_call_work"), ("paused", "lunch")]
+
+
 def test_queues_are_tracked_apart() -> None:
     t = OperatorStateTracker()
     assert states(t, member("QueueMemberAdded"), member("QueueMemberAdded", Queue="social"),
