@@ -228,6 +228,9 @@ class DeskController:
         dialplan (Queue option c: the survey)."""
         call = self._call_of(command)
         await self._ami.action("Hangup", Channel=call.member_channel or call.caller_channel)
+        # Asterisk's AgentComplete may come only when the caller's part ends (after a
+        # transfer, the survey): the card ends now.
+        self._finish(command.interface, "hung up")
         return DeskReply(True, "hung up", data={"uniqueid": call.uniqueid})
 
     async def _transfer_queue(self, command: DeskCommand) -> DeskReply:
@@ -459,9 +462,9 @@ class DeskController:
             self._chain(interface, lambda: self._start_wrapup(interface))
 
     def _finish(self, interface: str, why: str) -> None:
-        """The call left this operator (transferred): its card ends, the call control
-        acts on it no more, wrap-up starts; Asterisk's AgentComplete for it may come
-        only when the whole call ends, and is then owed, not news."""
+        """The call left this operator (transferred, or they hung up): its card ends,
+        the call control acts on it no more, wrap-up starts; Asterisk's AgentComplete
+        for it may come only when the whole call ends, and is then owed, not news."""
         call = self._calls.pop(interface, None)
         pop = self._pops.pop(interface, None)
         uniqueid = pop["uniqueid"] if pop is not None else call.uniqueid if call else None
