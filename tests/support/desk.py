@@ -11,10 +11,14 @@ import redis.asyncio as aioredis
 from aiohttp import web
 
 from crm_sync.appeals import AppealsService, load_appeals_config
+from crm_sync.command_bus import RedisDeskCommands
 from crm_sync.desk.config import load_desk_config
+from crm_sync.desk.operators import load_presence_config
+from hotline.web import desk
 from hotline.web.app import build_web_app
 from hotline.web.call_panel import DESK_CONFIG
 from hotline.web.common import APPEALS
+from ivr.menu import load_catalogue
 from tests.support.paths import CONFIG_DIR
 from tests.support.web import SESSION_KEY
 
@@ -52,4 +56,9 @@ def desk_app(pool: asyncpg.Pool, redis: aioredis.Redis) -> web.Application:
     config = load_appeals_config(CONFIG_DIR)
     app[APPEALS] = AppealsService(pool, calendar=config.calendar, settings=config.settings)
     app[DESK_CONFIG] = load_desk_config(CONFIG_DIR)
+    # the presence side of the desk (hotline.web.desk): an operator lands on /desk
+    catalogue = load_catalogue(CONFIG_DIR)
+    desk.configure(app, desk.DeskSettings(load_presence_config(CONFIG_DIR),
+                                          {q.name: q.label_uk for q in catalogue.queues.values()}),
+                   RedisDeskCommands(redis, timeout=3))
     return app
