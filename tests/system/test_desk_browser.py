@@ -1,15 +1,18 @@
 """The operator desk end to end: a REAL Asterisk 22 (the sandbox), the service
 (agi, ami and web roles), real PostgreSQL and Redis, and two operators in a real
 headless Chromium. A simulated citizen with an open appeal calls; the ringing
-operator's page pops the caller with that appeal, turns "in call", then pausing
-in the page pauses the member in Asterisk (checked with QueueStatus); the other
-operator's page, signed in all along, never gets anything of that call.
+operator's page pops the caller with that appeal, turns "in call", the operator
+files a new appeal in the desk's in-call panel (linked to the call and the
+caller, routed), then pausing in the page pauses the member in Asterisk
+(checked with QueueStatus); the other operator's page, signed in all along,
+never gets anything of that call.
 """
 
 from __future__ import annotations
 
 import asyncio
 import itertools
+import re
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
@@ -198,6 +201,27 @@ async def test_desk_pops_the_caller_and_pauses_in_asterisk(
             assert uniqueid
             await expect(page.locator("#call-panel")).to_have_attribute(
                 "src", f"/desk/call/{uniqueid}")
+            # the operator files an appeal in the call, in the desk's own panel
+            panel = page.frame_locator("#call-panel")
+            await expect(panel.locator("#caller-number")).to_contain_text(caller[-7:])
+            await panel.locator("#tax-q").fill("ліфт не працюе")
+            await panel.locator(
+                '#tax-results button[data-code="passenger_lift_out_of_order"]').click()
+            await panel.locator("#f-address").fill(f"вул. Драйзера, {next(_numbers)}")
+            await expect(panel.locator("#f-district")).to_have_value("desnianskyi")
+            await panel.locator("#f-text").fill("Ліфт не працює з ранку")
+            await panel.locator("#f-consent").check()
+            await panel.locator("#file-appeal").click()
+            await expect(panel.locator("#appeal-number")).to_have_text(
+                re.compile(r"^1551-\d{4}-\d{6,}$"))
+            filed = await pool.fetchrow(
+                """SELECT c.uniqueid, ci.phone, e.code AS executor FROM appeals a
+                   JOIN calls c ON c.id = a.call_id JOIN citizens ci ON ci.id = a.citizen_id
+                   JOIN executors e ON e.id = a.executor_id WHERE a.number = $1""",
+                await panel.locator("#appeal-number").text_content())
+            assert filed is not None and filed["uniqueid"] == uniqueid  # linked to the call
+            assert filed["phone"].endswith(caller)  # and to the caller
+            assert filed["executor"] == "zhek_desnianskyi_7"  # routed as routing.toml says
             # hang up from the page: Asterisk ends the call, the card says so
             await page.click("#btn-hangup")
             await expect(page.locator("#message")).to_have_text("hung up")
