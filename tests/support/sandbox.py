@@ -4,12 +4,19 @@ what it is named and where it listens."""
 
 from __future__ import annotations
 
+import contextlib
 import secrets
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
+import asyncpg
+
+from crm_sync.db import create_pool
+from crm_sync.migrate import migrate
+from hotline.app import HotlineService, open_backends
 from hotline.devtools import asterisk_sandbox as sandbox
 from hotline.settings import Settings
+from tests.support.databases import MakeDatabase
 from tests.support.paths import CONFIG_DIR
 from tests.support.ports import asterisk_root, instance
 
@@ -46,3 +53,31 @@ def service_settings(
     settings.database.url = database_url
     settings.redis.url = redis_url
     return settings
+
+
+@contextlib.asynccontextmanager
+async def running_service(settings: Settings) -> AsyncIterator[HotlineService]:
+    """The whole service as ``hotline run`` starts it, stopped and closed after."""
+    backends = await open_backends(settings)
+    try:
+        service = HotlineService(settings, backends)
+        await service.start()
+        try:
+            yield service
+        finally:
+            await service.stop()
+    finally:
+        await backends.close()
+
+
+@contextlib.asynccontextmanager
+async def migrated_database(make_database: MakeDatabase, label: str
+                            ) -> AsyncIterator[tuple[str, asyncpg.Pool]]:
+    """A new database of its own with the schema: its URL (for the service) and a pool."""
+    url = await make_database(label)
+    pool = await create_pool(url)
+    try:
+        await migrate(pool)
+        yield url, pool
+    finally:
+        await pool.close()

@@ -21,17 +21,15 @@ import asyncpg
 import pytest
 import pytest_asyncio
 
-from crm_sync.db import create_pool
-from crm_sync.migrate import migrate
 from cti_bridge.ami_client import AmiClient
-from hotline.app import Backends, HotlineService, open_backends
+from hotline.app import HotlineService
 from hotline.devtools import asterisk_sandbox as sandbox
 from hotline.devtools import simulator
 from tests.support.databases import MakeDatabase
 from tests.support.link_cutter import LinkCutter
 from tests.support.ports import port
 from tests.support.root import needs_root
-from tests.support.sandbox import make_sandbox, service_settings
+from tests.support.sandbox import make_sandbox, migrated_database, running_service, service_settings
 
 pytestmark = [pytest.mark.asterisk, pytest.mark.asyncio(loop_scope="session")]
 
@@ -63,11 +61,8 @@ async def cutter(asterisk: sandbox.SandboxSpec) -> AsyncIterator[LinkCutter]:
 
 @pytest_asyncio.fixture(scope="module", loop_scope="session")
 async def database(make_database: MakeDatabase) -> AsyncIterator[tuple[str, asyncpg.Pool]]:
-    url = await make_database("resync")
-    pool = await create_pool(url)
-    await migrate(pool)
-    yield url, pool
-    await pool.close()
+    async with migrated_database(make_database, "resync") as created:
+        yield created
 
 
 @pytest_asyncio.fixture(scope="module", loop_scope="session")
@@ -80,12 +75,8 @@ async def service(
                                 roles=["agi", "ami"], state_dir=str(state))
     settings.ami.port = cutter.port  # the service reaches AMI through the cutter
     settings.asterisk.queue_log = "off"
-    backends: Backends = await open_backends(settings)
-    svc = HotlineService(settings, backends)
-    await svc.start()
-    yield svc
-    await svc.stop()
-    await backends.close()
+    async with running_service(settings) as svc:
+        yield svc
     shutil.rmtree(state, ignore_errors=True)
 
 

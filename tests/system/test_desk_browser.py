@@ -35,7 +35,7 @@ from crm_sync.migrate import migrate
 from crm_sync.people import upsert_operator
 from crm_sync.taxonomy import load_taxonomy, seed_taxonomy
 from cti_bridge.ami_client import AmiClient
-from hotline.app import Backends, HotlineService, open_backends
+from hotline.app import HotlineService
 from hotline.core.appeals import Actor, ActorKind, Channel
 from hotline.devtools import asterisk_sandbox as sandbox
 from hotline.devtools import simulator
@@ -43,7 +43,7 @@ from tests.support.browser import chromium, new_page
 from tests.support.databases import MakeDatabase
 from tests.support.paths import CONFIG_DIR
 from tests.support.ports import port
-from tests.support.sandbox import make_sandbox, service_settings
+from tests.support.sandbox import make_sandbox, running_service, service_settings
 from tests.support.web import PASSWORD
 
 pytestmark = [pytest.mark.asterisk, pytest.mark.asyncio(loop_scope="session")]
@@ -83,12 +83,8 @@ async def service(
 ) -> AsyncIterator[HotlineService]:
     settings = service_settings(asterisk, database_url=database[0], redis_url=redis_url,
                                 roles=["agi", "ami", "web"], web_port=WEB_PORT)
-    backends: Backends = await open_backends(settings)
-    svc = HotlineService(settings, backends)
-    await svc.start()
-    yield svc
-    await svc.stop()
-    await backends.close()
+    async with running_service(settings) as svc:
+        yield svc
 
 
 @pytest_asyncio.fixture(scope="module", loop_scope="session")

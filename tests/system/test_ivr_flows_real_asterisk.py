@@ -28,7 +28,7 @@ from crm_sync.db import create_pool
 from crm_sync.migrate import migrate
 from crm_sync.taxonomy import load_taxonomy, seed_taxonomy
 from cti_bridge.ami_client import AmiClient
-from hotline.app import Backends, HotlineService, open_backends
+from hotline.app import HotlineService
 from hotline.core.appeals import Appeal, Channel
 from hotline.devtools import asterisk_sandbox as sandbox
 from hotline.devtools import simulator
@@ -37,7 +37,7 @@ from tests.support.appeals import unique_street as street
 from tests.support.databases import MakeDatabase
 from tests.support.paths import CONFIG_DIR
 from tests.support.ports import port
-from tests.support.sandbox import make_sandbox, service_settings
+from tests.support.sandbox import make_sandbox, running_service, service_settings
 
 pytestmark = [pytest.mark.asterisk, pytest.mark.asyncio(loop_scope="session")]
 
@@ -98,12 +98,8 @@ async def service(
     settings = service_settings(asterisk, database_url=db[0], redis_url=redis_url,
                                 roles=["agi", "ami"])
     settings.service.config_dir = str(config_dir)
-    backends: Backends = await open_backends(settings)
-    svc = HotlineService(settings, backends)
-    await svc.start()
-    yield svc
-    await svc.stop()
-    await backends.close()
+    async with running_service(settings) as svc:
+        yield svc
 
 
 @pytest_asyncio.fixture(scope="module", loop_scope="session")

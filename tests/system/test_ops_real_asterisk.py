@@ -20,11 +20,11 @@ import pytest
 import pytest_asyncio
 from prometheus_client.parser import text_string_to_metric_families
 
-from hotline.app import Backends, HotlineService, open_backends
+from hotline.app import HotlineService
 from hotline.devtools import asterisk_sandbox as sandbox
 from hotline.devtools import simulator
 from tests.support.ports import port
-from tests.support.sandbox import make_sandbox, service_settings
+from tests.support.sandbox import make_sandbox, running_service, service_settings
 
 pytestmark = [pytest.mark.asterisk, pytest.mark.asyncio(loop_scope="session")]
 
@@ -57,12 +57,8 @@ async def service(
 ) -> AsyncIterator[HotlineService]:
     settings = service_settings(asterisk, database_url=pg_url, redis_url=redis_url,
                                 web_port=WEB_PORT)
-    backends: Backends = await open_backends(settings)
-    svc = HotlineService(settings, backends)
-    await svc.start()
-    yield svc
-    await svc.stop()
-    await backends.close()
+    async with running_service(settings) as svc:
+        yield svc
 
 
 async def get(svc: HotlineService, path: str) -> tuple[int, str]:

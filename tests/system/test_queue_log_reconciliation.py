@@ -20,17 +20,15 @@ import asyncpg
 import pytest
 import pytest_asyncio
 
-from crm_sync.db import create_pool
-from crm_sync.migrate import migrate
 from crm_sync.taxonomy import load_taxonomy
-from hotline.app import Backends, HotlineService, open_backends
+from hotline.app import HotlineService
 from hotline.devtools import asterisk_sandbox as sandbox
 from hotline.devtools import simulator
 from ivr.menu import load_catalogue
 from tests.support.databases import MakeDatabase
 from tests.support.paths import CONFIG_DIR
 from tests.support.ports import port
-from tests.support.sandbox import make_sandbox, service_settings
+from tests.support.sandbox import make_sandbox, migrated_database, running_service, service_settings
 
 pytestmark = [pytest.mark.asterisk, pytest.mark.asyncio(loop_scope="session")]
 
@@ -55,11 +53,8 @@ def asterisk() -> Iterator[sandbox.SandboxSpec]:
 
 @pytest_asyncio.fixture(scope="module", loop_scope="session")
 async def database(make_database: MakeDatabase) -> AsyncIterator[tuple[str, asyncpg.Pool]]:
-    url = await make_database("recon")
-    pool = await create_pool(url)
-    await migrate(pool)
-    yield url, pool
-    await pool.close()
+    async with migrated_database(make_database, "recon") as created:
+        yield created
 
 
 @pytest_asyncio.fixture(scope="module", loop_scope="session")
@@ -69,12 +64,8 @@ async def service(
     state = Path(tempfile.mkdtemp(prefix="hotline-recon-"))
     settings = service_settings(asterisk, database_url=database[0], redis_url=redis_url,
                                 roles=["agi", "ami"], state_dir=str(state))
-    backends: Backends = await open_backends(settings)
-    svc = HotlineService(settings, backends)
-    await svc.start()
-    yield svc
-    await svc.stop()
-    await backends.close()
+    async with running_service(settings) as svc:
+        yield svc
     shutil.rmtree(state, ignore_errors=True)
 
 

@@ -19,14 +19,14 @@ import pytest
 import pytest_asyncio
 
 from cti_bridge.ami_client import AmiClient
-from hotline.app import Backends, HotlineService, open_backends
+from hotline.app import HotlineService
 from hotline.devtools import asterisk_sandbox as sandbox
 from hotline.devtools import simulator
 from ivr.menu import load_ivr_config
 from ivr.server import FastAgiServer
 from tests.support.paths import CONFIG_DIR
 from tests.support.ports import port
-from tests.support.sandbox import make_sandbox, service_settings
+from tests.support.sandbox import make_sandbox, running_service, service_settings
 from tests.support.sip_uac import SipCall
 
 pytestmark = [pytest.mark.asterisk, pytest.mark.asyncio(loop_scope="session")]
@@ -59,12 +59,8 @@ async def service(
 ) -> AsyncIterator[HotlineService]:
     settings = service_settings(asterisk, database_url=pg_url, redis_url=redis_url,
                                 web_port=WEB_PORT)
-    backends: Backends = await open_backends(settings)
-    svc = HotlineService(settings, backends)
-    await svc.start()
-    yield svc
-    await svc.stop()
-    await backends.close()
+    async with running_service(settings) as svc:
+        yield svc
 
 
 @pytest_asyncio.fixture(scope="module", loop_scope="session")

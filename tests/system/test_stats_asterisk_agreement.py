@@ -21,12 +21,10 @@ import asyncpg
 import pytest
 import pytest_asyncio
 
-from crm_sync.db import create_pool
-from crm_sync.migrate import migrate
 from crm_sync.stats import queries
 from crm_sync.stats.metrics import CITY_TZ, Period, parse_period, to_slot
 from crm_sync.stats.rollup import write_thresholds
-from hotline.app import Backends, HotlineService, open_backends
+from hotline.app import HotlineService
 from hotline.devtools import asterisk_sandbox as sandbox
 from hotline.devtools import simulator
 from ivr.menu import load_catalogue
@@ -34,7 +32,7 @@ from tests.support.databases import MakeDatabase
 from tests.support.paths import CONFIG_DIR
 from tests.support.ports import port
 from tests.support.queue_log_stats import figures, read_queue_log
-from tests.support.sandbox import make_sandbox, service_settings
+from tests.support.sandbox import make_sandbox, migrated_database, running_service, service_settings
 
 pytestmark = [pytest.mark.asterisk, pytest.mark.asyncio(loop_scope="session")]
 
@@ -69,11 +67,8 @@ def asterisk() -> Iterator[sandbox.SandboxSpec]:
 
 @pytest_asyncio.fixture(scope="module", loop_scope="session")
 async def database(make_database: MakeDatabase) -> AsyncIterator[tuple[str, asyncpg.Pool]]:
-    url = await make_database("stats_agreement")
-    pool = await create_pool(url)
-    await migrate(pool)
-    yield url, pool
-    await pool.close()
+    async with migrated_database(make_database, "stats_agreement") as created:
+        yield created
 
 
 @pytest_asyncio.fixture(scope="module", loop_scope="session")
@@ -93,12 +88,8 @@ async def service(
         "[callback]\nenabled = true", "[callback]\nenabled = false"), "utf-8")
     assert "enabled = false" in callflow.read_text("utf-8")
     settings.service.config_dir = str(config)
-    backends: Backends = await open_backends(settings)
-    svc = HotlineService(settings, backends)
-    await svc.start()
-    yield svc
-    await svc.stop()
-    await backends.close()
+    async with running_service(settings) as svc:
+        yield svc
     shutil.rmtree(state, ignore_errors=True)
 
 
