@@ -7,6 +7,7 @@ import asyncio
 import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -114,9 +115,19 @@ class PostgresOperatorDirectory:
         return self._logins.get(interface)
 
 
+#: The announcements active now for a district, emergencies first (the IVR plays
+#: the same ones to the caller before the menu).
+_NOTICES = """
+SELECT id, kind, text, ends_at FROM announcements
+WHERE $1 = ANY (district_ids) AND cancelled_at IS NULL AND starts_at <= $2 AND ends_at > $2
+ORDER BY (kind = 'emergency') DESC, starts_at DESC, id DESC LIMIT 3
+"""
+
+
 class PostgresCallerContext:
     """:class:`~hotline.core.desk.CallerContext`: the citizen found by number, their
-    appeals through the appeals service, their recent calls."""
+    appeals through the appeals service, their recent calls, the announcements
+    active for their district."""
 
     def __init__(self, pool: asyncpg.Pool, appeals: AppealsService) -> None:
         self._pool = pool
@@ -126,11 +137,11 @@ class PostgresCallerContext:
     async def caller_context(self, number: str) -> dict[str, Any]:
         variants = phone_variants(number) if number else []
         if not variants:
-            return {"citizen": None, "appeals": [], "recent_calls": []}
+            return {"citizen": None, "appeals": [], "recent_calls": [], "notices": []}
         citizen_row, calls = await asyncio.gather(
             self._pool.fetchrow(
-                """SELECT c.id, c.phone, c.name, c.preferred_language, d.code AS district_code,
-                          d.name_uk AS district_name
+                """SELECT c.id, c.phone, c.name, c.preferred_language, c.district_id,
+                          d.code AS district_code, d.name_uk AS district_name
                    FROM citizens c LEFT JOIN districts d ON d.id = c.district_id
                    WHERE c.phone = ANY($1::text[])
                    ORDER BY array_position($1::text[], c.phone) LIMIT 1""", variants),
@@ -140,9 +151,14 @@ class PostgresCallerContext:
                    FROM calls WHERE caller_number = ANY($1::text[])
                    ORDER BY started_at DESC LIMIT $2""", variants, RECENT_CALLS + 1))
         appeals: list[dict[str, Any]] = []
+        notices: list[dict[str, Any]] = []
         citizen: dict[str, Any] | None = None
         if citizen_row is not None:
             citizen = dict(citizen_row.items())
+            if citizen_row["district_id"] is not None:
+                notices = [{**dict(r.items()), "ends_at": r["ends_at"].isoformat()}
+                           for r in await self._pool.fetch(
+                               _NOTICES, citizen_row["district_id"], datetime.now(UTC))]
             page = await self._appeals.list_appeals(
                 self._actor, AppealFilter(citizen_id=citizen_row["id"]), limit=RECENT_APPEALS)
             appeals = [{
@@ -155,7 +171,8 @@ class PostgresCallerContext:
             appeals.sort(key=lambda a: not a["open"])  # open ones first, each group newest first
         recent = [{**dict(r.items()), "started_at": r["started_at"].isoformat()}
                   for r in calls]
-        return {"citizen": citizen, "appeals": appeals, "recent_calls": recent}
+        return {"citizen": citizen, "appeals": appeals, "recent_calls": recent,
+                "notices": notices}
 
 
 

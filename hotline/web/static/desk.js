@@ -93,6 +93,11 @@ function showPop(p) {
     .filter(Boolean).join(' · ');
   $('pop-waited').textContent = p.waited_seconds === null || p.waited_seconds === undefined
     ? '—' : p.waited_seconds + ' s';
+  // what the IVR told this caller before the menu (water off, road closed…)
+  const notices = p.notices || [];
+  $('pop-notices').hidden = !notices.length;
+  $('pop-notices').innerHTML = notices.map(n => `<li class="${esc(n.kind)}" data-id="${esc(n.id)}">
+     <strong>${esc(n.kind)}</strong> ${esc(n.text)} <span class="muted">until ${esc(clock(n.ends_at))}</span></li>`).join('');
   document.querySelector('#pop-appeals tbody').innerHTML = (p.appeals || []).length
     ? p.appeals.map(a => `<tr class="${a.open ? 'open' : ''}" data-number="${esc(a.number)}">
        <td>${esc(a.number)}</td><td>${esc(a.status)}</td><td>${esc(a.category)}</td>
