@@ -376,7 +376,7 @@ class DeskController:
             "ivr_source": record.ivr_source if record is not None else None,
             "waited_seconds": round(rang_at - entered) if entered is not None else None,
             "rang_at": rang_at, "answered_at": None, "ended_at": None,
-            "citizen": None, "appeals": [], "recent_calls": [],
+            "citizen": None, "appeals": [], "recent_calls": [], "notices": [],
         }
 
     async def _publish_pop(self, login: str, pop: dict[str, Any], ttl: int = POP_TTL_SECONDS,
