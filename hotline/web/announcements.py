@@ -12,7 +12,6 @@ every change is audited. Browsers send the CSRF token of the GET in
 
 from __future__ import annotations
 
-import json
 import struct
 from collections.abc import Awaitable, Callable
 from datetime import datetime
@@ -29,6 +28,7 @@ from hotline.web.common import (
     POOL,
     Route,
     html_response,
+    json_body,
     json_response,
     principal,
     render,
@@ -51,16 +51,6 @@ ANNOUNCEMENT_AUDIO: web.AppKey[NoticeAudio] = web.AppKey("announcement_audio")
 
 class RecordingRefused(InvalidInput):
     error_id = "recording_refused"
-
-
-async def _body(request: web.Request) -> dict[str, Any]:
-    try:
-        body = json.loads(await request.text())
-    except ValueError:
-        raise InvalidInput("the body must be a JSON object") from None
-    if not isinstance(body, dict):
-        raise InvalidInput("the body must be a JSON object")
-    return body
 
 
 def _moment(body: dict[str, Any], name: str) -> datetime:
@@ -101,7 +91,7 @@ async def list_announcements(request: web.Request) -> web.Response:
 
 
 async def create(request: web.Request) -> web.Response:
-    body = await _body(request)
+    body = await json_body(request)
     kind = body.get("kind")
     if kind not in NOTICE_KINDS:
         raise InvalidInput(f"kind: one of {', '.join(NOTICE_KINDS)}", details={"field": "kind"})
@@ -201,7 +191,7 @@ async def get_override(request: web.Request) -> web.Response:
 
 
 async def set_override(request: web.Request) -> web.Response:
-    body = await _body(request)
+    body = await json_body(request)
     scope = body.get("scope", ALL_QUEUES)
     if not isinstance(scope, str) or not (
             scope == ALL_QUEUES or (0 < len(scope) <= _QUEUE_NAME_MAX

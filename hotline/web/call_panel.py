@@ -16,7 +16,6 @@ disposition. Operators, supervisors and admins use it; admins edit articles.
 
 from __future__ import annotations
 
-import json
 from datetime import UTC, datetime
 from typing import Any
 
@@ -42,6 +41,7 @@ from hotline.web.common import (
     POOL,
     Route,
     html_response,
+    json_body,
     json_response,
     principal,
     render,
@@ -74,16 +74,6 @@ def _actor(request: web.Request) -> Actor:
 
 async def _call(request: web.Request) -> PanelCall:
     return await find_call(request.app[POOL], request.match_info["uniqueid"])
-
-
-async def _body(request: web.Request) -> dict[str, Any]:
-    try:
-        body = json.loads(await request.text())
-    except ValueError:
-        raise InvalidInput("the body must be a JSON object") from None
-    if not isinstance(body, dict):
-        raise InvalidInput("the body must be a JSON object")
-    return body
 
 
 def _id(value: Any, name: str) -> int:
@@ -148,7 +138,7 @@ async def create_appeal(request: web.Request) -> web.Response:
         raise UnavailableError("the appeals service is not running in this process")
     call = await _call(request)
     registered, form = await file_appeal(
-        request.app[POOL], service, config, call, await _body(request), _actor(request),
+        request.app[POOL], service, config, call, await json_body(request), _actor(request),
         datetime.now(UTC))
     appeal = registered.appeal
     return json_response({
@@ -168,7 +158,7 @@ async def create_appeal(request: web.Request) -> web.Response:
 
 async def record_disposition(request: web.Request) -> web.Response:
     call = await _call(request)
-    disposition = parse_disposition((await _body(request)).get("disposition"))
+    disposition = parse_disposition((await json_body(request)).get("disposition"))
     await set_disposition(request.app[POOL], call, disposition, principal(request).login)
     return json_response({"disposition": disposition.value,
                           "label": _config(request).dispositions.get(disposition.value, "")})
@@ -176,7 +166,7 @@ async def record_disposition(request: web.Request) -> web.Response:
 
 async def record_article(request: web.Request) -> web.Response:
     call = await _call(request)
-    article_id = _id((await _body(request)).get("article_id"), "article_id")
+    article_id = _id((await json_body(request)).get("article_id"), "article_id")
     await set_article(request.app[POOL], call, article_id, principal(request).login)
     return json_response({"kb_article_id": article_id})
 
@@ -254,14 +244,14 @@ async def admin_get(request: web.Request) -> web.Response:
 
 
 async def admin_create(request: web.Request) -> web.Response:
-    fields = knowledge.check_fields(await _body(request))
+    fields = knowledge.check_fields(await json_body(request))
     article = await knowledge.create_article(request.app[POOL], fields, principal(request).login)
     return json_response({"article": article}, status=201)
 
 
 async def admin_update(request: web.Request) -> web.Response:
     article_id = _id(request.match_info["article_id"], "article_id")
-    body = await _body(request)
+    body = await json_body(request)
     version = body.pop("version", None)
     fields = knowledge.check_fields(body)
     article = await knowledge.update_article(

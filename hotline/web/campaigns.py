@@ -11,7 +11,6 @@ form's POST confirms, with the page's CSRF token like every form of ours.
 from __future__ import annotations
 
 import html
-import json
 from datetime import UTC, datetime
 from typing import Any
 
@@ -20,7 +19,7 @@ from aiohttp import web
 from crm_sync.campaigns import CONFIRM_PATH, Campaigns, CampaignsConfig, ConfirmLinks
 from hotline.core.errors import InvalidInput, UnavailableError
 from hotline.core.people import ADMIN, OPERATOR, SUPERVISOR
-from hotline.web.common import POOL, Route, json_response, principal
+from hotline.web.common import POOL, Route, json_body, json_response, principal
 from hotline.web.delivery_reports import NOTIFICATIONS
 from hotline.web.guard import CSRF_FIELD, csrf_token
 
@@ -45,16 +44,6 @@ def _id(request: web.Request) -> int:
     return int(raw)
 
 
-async def _body(request: web.Request) -> dict[str, Any]:
-    try:
-        body = json.loads(await request.text())
-    except ValueError:
-        raise InvalidInput("the body must be a JSON object") from None
-    if not isinstance(body, dict):
-        raise InvalidInput("the body must be a JSON object")
-    return body
-
-
 async def list_campaigns(request: web.Request) -> web.Response:
     service = _service(request)
     topics = {t.code: {"uk": t.uk, "en": t.en, "urgent": t.urgent}
@@ -65,7 +54,7 @@ async def list_campaigns(request: web.Request) -> web.Response:
 
 async def create(request: web.Request) -> web.Response:
     service = _service(request)
-    campaign_id = await service.create(principal(request).login, await _body(request))
+    campaign_id = await service.create(principal(request).login, await json_body(request))
     return json_response(await service.get(campaign_id), status=201)
 
 
@@ -88,7 +77,7 @@ async def cancel(request: web.Request) -> web.Response:
 
 
 async def subscribe(request: web.Request) -> web.Response:
-    body = await _body(request)
+    body = await json_body(request)
     fields = {name: body.get(name) for name in ("phone", "district", "topic")}
     for name, value in fields.items():
         if not isinstance(value, str) or not value or len(value) > 100:

@@ -18,7 +18,7 @@ from aiohttp import web
 
 from crm_sync.appeals import AppealsService
 from crm_sync.people import PasswordChecker
-from hotline.core.errors import HotlineError
+from hotline.core.errors import HotlineError, InvalidInput
 from hotline.core.people import Principal
 from hotline.web.options import WebOptions
 from hotline.web.sessions import Session, SessionStore
@@ -63,6 +63,17 @@ def session(request: web.Request) -> Session:
 
 def is_api(request: web.Request) -> bool:
     return request.path.startswith(("/api/", "/ws/"))
+
+
+async def json_body(request: web.Request) -> dict[str, Any]:
+    """The request's JSON object, or one clear 400 (bad JSON, bad UTF-8, not an object)."""
+    try:
+        body = json.loads(await request.text())
+    except ValueError:  # UnicodeDecodeError is one too
+        raise InvalidInput("the body must be a JSON object") from None
+    if not isinstance(body, dict):
+        raise InvalidInput("the body must be a JSON object")
+    return body
 
 
 @cache

@@ -42,6 +42,7 @@ from hotline.web.common import (
     REDIS,
     Route,
     html_response,
+    json_body,
     json_response,
     principal,
     render,
@@ -96,11 +97,8 @@ async def _send(request: web.Request, command: DeskCommand) -> dict[str, Any]:
 
 
 async def _body(request: web.Request) -> dict[str, str]:
-    try:
-        data = await request.json()
-    except (ValueError, UnicodeDecodeError):
-        raise InvalidInput("the body must be a JSON object") from None
-    if not isinstance(data, dict) or not all(isinstance(v, str) for v in data.values()):
+    data = await json_body(request)
+    if not all(isinstance(v, str) for v in data.values()):
         raise InvalidInput("the body must be a JSON object of strings")
     return data
 

@@ -5,7 +5,6 @@ Changes carry the CSRF token in ``X-CSRF-Token`` (from any page's token, or
 
 from __future__ import annotations
 
-import json
 from datetime import UTC, datetime
 from typing import Any
 
@@ -17,7 +16,7 @@ from hotline.core.errors import InvalidInput, NotFound
 from hotline.core.logs import get_logger
 from hotline.core.people import ADMIN, OPERATOR, SUPERVISOR
 from hotline.core.privacy import mask_phone
-from hotline.web.common import POOL, Route, json_response, principal
+from hotline.web.common import POOL, Route, json_body, json_response, principal
 from hotline.web.guard import csrf_token
 
 log = get_logger("hotline.web.outbox_admin")
@@ -71,12 +70,7 @@ async def get_preferences(request: web.Request) -> web.Response:
 
 
 async def put_preferences(request: web.Request) -> web.Response:
-    try:
-        body = json.loads(await request.text())
-    except ValueError:
-        raise InvalidInput("the body must be a JSON object") from None
-    if not isinstance(body, dict):
-        raise InvalidInput("the body must be a JSON object")
+    body = await json_body(request)
     consent = body.get("consent")
     if not isinstance(consent, bool):
         raise InvalidInput("consent: true or false", details={"field": "consent"})

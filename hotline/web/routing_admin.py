@@ -9,7 +9,6 @@ the ``X-CSRF-Token`` header with each change.
 
 from __future__ import annotations
 
-import json
 from dataclasses import asdict
 from typing import Any
 
@@ -19,7 +18,7 @@ from crm_sync.appeals.routing_admin import RoutingAdmin
 from hotline.core.appeals import Actor, ActorKind
 from hotline.core.errors import InvalidInput
 from hotline.core.people import ADMIN, SUPERVISOR
-from hotline.web.common import POOL, Route, json_response, principal
+from hotline.web.common import POOL, Route, json_body, json_response, principal
 from hotline.web.guard import csrf_token
 
 EDITORS = (ADMIN, SUPERVISOR)
@@ -33,16 +32,6 @@ def _admin(request: web.Request) -> RoutingAdmin:
 def _actor(request: web.Request) -> Actor:
     who = principal(request)
     return Actor(ActorKind(who.role), who.login)
-
-
-async def _body(request: web.Request) -> dict[str, Any]:
-    try:
-        body = json.loads(await request.text())
-    except ValueError:
-        raise InvalidInput("the body must be a JSON object") from None
-    if not isinstance(body, dict):
-        raise InvalidInput("the body must be a JSON object")
-    return body
 
 
 def _text(body: dict[str, Any], name: str, *, required: bool = False) -> str | None:
@@ -79,7 +68,7 @@ async def list_rules(request: web.Request) -> web.Response:
 
 
 async def save_rule(request: web.Request) -> web.Response:
-    body = await _body(request)
+    body = await json_body(request)
     priority = body.get("priority", 100)
     if not isinstance(priority, int) or isinstance(priority, bool):
         raise InvalidInput("priority: an integer", details={"field": "priority"})
@@ -105,7 +94,7 @@ async def deactivate_rule(request: web.Request) -> web.Response:
 
 
 async def set_fallback(request: web.Request) -> web.Response:
-    executor = _text(await _body(request), "executor", required=True)
+    executor = _text(await json_body(request), "executor", required=True)
     assert executor is not None
     await _admin(request).set_fallback(_actor(request), executor)
     return json_response({"fallback": executor})
