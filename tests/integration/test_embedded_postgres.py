@@ -146,14 +146,25 @@ def test_server_runs_as_its_own_user_without_root_groups_nor_a_tcp_port(
     pid = postmaster_pid(server.data_dir)
     assert pid is not None
     account = pwd.getpwnam(POSTGRES_SYSTEM_USER)
-    processes = [psutil.Process(pid), *psutil.Process(pid).children()]
+    postmaster = psutil.Process(pid)
+    processes = [postmaster, *postmaster.children()]
+    judged = 0
     for process in processes:
-        assert process.uids().effective == account.pw_uid
-        assert process.gids().effective == account.pw_gid != 0
-        groups = Path(f"/proc/{process.pid}/status").read_text().split("Groups:")[1]
+        try:
+            uids, gids = process.uids(), process.gids()
+            groups = Path(f"/proc/{process.pid}/status").read_text().split("Groups:")[1]
+            inet = process.net_connections(kind="inet")
+            cmdline = " ".join(process.cmdline())
+        except (psutil.NoSuchProcess, FileNotFoundError):
+            assert process is not postmaster
+            continue  # a short-lived worker (autovacuum, I/O) ended meanwhile
+        assert uids.effective == account.pw_uid
+        assert gids.effective == account.pw_gid != 0
         assert groups.split("\n")[0].split() == []  # root's groups are not inherited
-        assert process.net_connections(kind="inet") == []
-        assert server.password not in " ".join(process.cmdline())
+        assert inet == []
+        assert server.password not in cmdline
+        judged += 1
+    assert judged >= 2  # the postmaster and at least one of its own workers
 
 
 def test_a_socket_path_too_long_is_one_clear_error(scratch_dir: Path) -> None:
