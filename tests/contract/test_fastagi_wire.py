@@ -11,7 +11,6 @@ installed.
 from __future__ import annotations
 
 import asyncio
-import os
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
@@ -21,6 +20,7 @@ from structlog.testing import capture_logs
 from ivr.agi_protocol import AgiLimitExceeded
 from ivr.server import AgiHangup, AgiSession, AgiTimeout, EnvLimits, FastAgiServer, Route
 from tests.support.fake_agi_client import GUARD, FakeAsterisk, environment
+from tests.support.root import needs_uvloop
 
 ServerFactory = Callable[..., Awaitable[FastAgiServer]]
 Body = Callable[[AgiSession], Awaitable[object]]
@@ -289,20 +289,10 @@ async def test_stop_closes_a_peer_cut_off_inside_its_environment(
 # --- the same server under uvloop --------------------------------------------------
 
 
-def _uvloop() -> Any:
-    try:
-        import uvloop
-    except ImportError:
-        if os.environ.get("CI"):
-            pytest.fail("uvloop is not installed: run.sh installs the 'fast' extra")
-        pytest.skip("uvloop is not installed (the 'fast' extra)")
-    return uvloop
-
-
 def test_under_uvloop_sessions_caps_and_refusals_hold() -> None:
     """``hotline run`` picks uvloop when installed: a session, an environment
     cap, a busy refusal (a reset through uvloop's socket object) and a stop."""
-    uvloop = _uvloop()
+    uvloop = needs_uvloop()
 
     async def scenario() -> dict[str, object]:
         loop_name = type(asyncio.get_running_loop()).__module__

@@ -3,30 +3,21 @@
 from __future__ import annotations
 
 import asyncio
-import os
 import sys
 
 import pytest
 
 from hotline.cli import _run_loop
 from hotline.settings import SettingsError
+from tests.support.root import needs_uvloop
 
 
 async def _loop_module() -> int:
     return 1 if type(asyncio.get_running_loop()).__module__.startswith("uvloop") else 0
 
 
-def _needs_uvloop() -> None:
-    try:
-        import uvloop  # noqa: F401
-    except ImportError:
-        if os.environ.get("CI"):
-            pytest.fail("uvloop is not installed: run.sh installs the 'fast' extra")
-        pytest.skip("uvloop is not installed (the 'fast' extra)")
-
-
 def test_auto_and_uvloop_run_on_uvloop_when_installed() -> None:
-    _needs_uvloop()
+    needs_uvloop()
     assert _run_loop(_loop_module(), "auto") == 1
     assert _run_loop(_loop_module(), "uvloop") == 1
 
