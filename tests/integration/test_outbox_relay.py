@@ -8,7 +8,7 @@ import asyncio
 import itertools
 import sys
 from collections import Counter
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime, time, timedelta
 
 import asyncpg
@@ -181,11 +181,7 @@ async def test_two_relay_processes_deliver_10000_messages_once_each(
         for proc in procs:
             assert proc.stdout is not None
             assert (await proc.stdout.readline()).strip() == b"started"
-        async def done() -> bool:
-            return bool(await pool.fetchval(
-                """SELECT count(*) FROM outbox_messages WHERE idempotency_key LIKE $1
-                   AND status = 'sent'""", f"{run}:%") == RACE)
-        await eventually(done, f"{RACE} sent", deadline=300)
+        await eventually(_sent(pool, run, RACE), f"{RACE} sent", deadline=300)
     finally:
         for proc in procs:
             assert proc.stdin is not None
@@ -211,11 +207,7 @@ async def test_gateway_down_then_up_everything_arrives_once_in_order_per_citizen
         assert not gateway.arrivals
         gateway.mode = "up"
 
-        async def done() -> bool:
-            return bool(await pool.fetchval(
-                "SELECT count(*) FROM outbox_messages WHERE idempotency_key LIKE $1 "
-                "AND status = 'sent'", f"{run}:%") == 60)
-        await eventually(done, "all sent after the gateway came back")
+        await eventually(_sent(pool, run, 60), "all sent after the gateway came back")
     finally:
         await relay.stop()
     mine = [a for a in gateway.arrivals if a.key.startswith(f"{run}:")]
@@ -223,6 +215,15 @@ async def test_gateway_down_then_up_everything_arrives_once_in_order_per_citizen
     for k in range(6):
         seen = [int(a.text.split()[1]) for a in mine if int(a.text.split()[1]) % 6 == k]
         assert seen == sorted(seen) and len(seen) == 10
+
+
+def _sent(pool: asyncpg.Pool, run: str, count: int) -> Callable[[], Awaitable[bool]]:
+    """A check for ``eventually``: all ``count`` messages of the run are sent."""
+    async def check() -> bool:
+        return bool(await pool.fetchval(
+            "SELECT count(*) FROM outbox_messages WHERE idempotency_key LIKE $1 "
+            "AND status = 'sent'", f"{run}:%") == count)
+    return check
 
 
 async def _refused(gateway: LoopbackGateway, count: int) -> bool:
@@ -250,11 +251,8 @@ async def test_a_gateway_down_for_a_minute_loses_nothing_and_spends_few_attempts
         assert not gateway.arrivals
         gateway.mode = "up"
 
-        async def done() -> bool:
-            return bool(await pool.fetchval(
-                "SELECT count(*) FROM outbox_messages WHERE idempotency_key LIKE $1 "
-                "AND status = 'sent'", f"{run}:%") == 60)
-        await eventually(done, "all sent after the gateway came back", deadline=120)
+        await eventually(_sent(pool, run, 60), "all sent after the gateway came back",
+                         deadline=120)
         assert not relay.circuits["sms"].is_open
     finally:
         await relay.stop()
@@ -300,11 +298,7 @@ async def test_throttling_spends_no_attempt_and_failures_end_dead_until_replayed
         gateway.mode = "up"
         assert await replay(pool, None, datetime.now(UTC)) == 3
 
-        async def sent() -> bool:
-            return bool(await pool.fetchval(
-                "SELECT count(*) FROM outbox_messages WHERE idempotency_key LIKE $1 "
-                "AND status = 'sent'", f"{run}:%") == 3)
-        await eventually(sent, "sent after the replay")
+        await eventually(_sent(pool, run, 3), "sent after the replay")
     finally:
         await relay.stop()
 
@@ -384,11 +378,7 @@ async def test_a_slow_gateway_times_out_and_the_retry_carries_the_same_key(
         await eventually(lambda: _posts_over(gateway, 13), "timed out and retried")
         gateway.mode = "up"
 
-        async def sent() -> bool:
-            return bool(await pool.fetchval(
-                "SELECT count(*) FROM outbox_messages WHERE idempotency_key LIKE $1 "
-                "AND status = 'sent'", f"{run}:%") == 12)
-        await eventually(sent, "sent once the gateway is quick again")
+        await eventually(_sent(pool, run, 12), "sent once the gateway is quick again")
     finally:
         await relay.stop()
     mine = [a for a in gateway.arrivals if a.key.startswith(f"{run}:")]
@@ -408,11 +398,7 @@ async def test_the_concurrency_cap_holds_across_workers(
                   limits={"sms": ProviderLimits(1000, 2)})
     relay.start()
     try:
-        async def sent() -> bool:
-            return bool(await pool.fetchval(
-                "SELECT count(*) FROM outbox_messages WHERE idempotency_key LIKE $1 "
-                "AND status = 'sent'", f"{run}:%") == 16)
-        await eventually(sent, "all sent")
+        await eventually(_sent(pool, run, 16), "all sent")
     finally:
         await relay.stop()
     assert gateway.max_in_flight == 2  # 4 workers with 20 each, 2 requests at a time
